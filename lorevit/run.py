@@ -1,0 +1,206 @@
+"""A whole run from a Config: data, model, training (few-shot, full or easy-to-hard), test,
+and the run's files: ``config.yaml``, ``indices.json``, ``metrics.json``, ``adapter.safetensors``,
+``logs/`` and ``checkpoints/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from .adapter import FILENAME as ADAPTER_FILE
+from .adapter import save_adapter
+from .backbone import create_backbone
+from .config import Config, ConfigError
+from .data import easy_indices, few_shot_indices, hard_indices
+from .io import write_json, write_text
+from .knowledge import ZERO_SHOT_TEMPLATE, class_features
+from .methods import METHODS, ZeroShotHead
+from .model import ARCH_KEYS, PromptedClassifier, create_model
+from .paths import sub_dir
+from .training import ClassificationData, LitClassifier, predict_loader
+
+log = logging.getLogger(__name__)
+PROTOCOLS = ("few-shot", "full", "easy-to-hard")
+
+
+class RunError(RuntimeError):
+    """The run cannot start as asked (output directory state, resume); nothing was written."""
+
+
+def validate(cfg: Config) -> None:
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method {cfg.method!r} is unknown; choose one of {', '.join(METHODS)}")
+    if cfg.protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol {cfg.protocol!r} is unknown; choose one of {', '.join(PROTOCOLS)}")
+    if cfg.bad_images not in ("fail", "skip"):
+        raise ConfigError("bad_images must be 'fail' or 'skip'")
+    for key in ("shots", "epochs", "batch_size", "img_size", "stage_shots"):
+        if getattr(cfg, key) is None or getattr(cfg, key) < (0 if key == "epochs" else 1):
+            raise ConfigError(f"{key} must be a positive integer, got {getattr(cfg, key)!r}")
+    if cfg.protocol == "easy-to-hard" and not METHODS[cfg.method].trains:
+        raise ConfigError("easy-to-hard trains two stages; method zero-shot trains nothing")
+
+
+def prepare_output(cfg: Config) -> Path:
+    out = Path(cfg.output)
+    finished = (out / "metrics.json").exists() or (out / ADAPTER_FILE).exists()
+    if cfg.resume:
+        if not (out / "checkpoints" / "last.ckpt").is_file():
+            raise RunError(f"--resume: no checkpoint at {out / 'checkpoints' / 'last.ckpt'}; start without --resume")
+    elif finished and not cfg.overwrite:
+        raise RunError(f"{out} already holds a finished run; choose another --output, or pass --overwrite to replace it")
+    return out
+
+
+def make_trainer(cfg: Config, out: Path, epochs: int, stage: str = "") -> L.Trainer:
+    loggers = [CSVLogger(out, name="logs", version=stage)]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(out, name="logs", version=stage or "tensorboard"))
+    except ImportError:
+        pass
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints" / stage, save_last=True, save_top_k=0, every_n_epochs=1)
+    return L.Trainer(
+        max_epochs=epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes, precision=cfg.precision, logger=loggers, callbacks=[checkpoint],
+        enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=1,
+        num_sanity_val_steps=0, default_root_dir=out, deterministic=False,
+        check_val_every_n_epoch=max(cfg.val_every, 1), limit_val_batches=1.0 if cfg.val_every else 0,
+    )
+
+
+def fit_and_test(cfg, model, data, out, *, stage="", epochs=None, lr=None, negatives=None, ckpt_path=None):
+    """Train (unless the method trains nothing) then test; returns (test metrics, history, seconds)."""
+    epochs = cfg.epochs if epochs is None else epochs
+    lit = LitClassifier(model, cfg, negatives=negatives, lr=lr)
+    trainer = make_trainer(cfg, out, epochs, stage)
+    start = time.perf_counter()
+    if model.method.trains and epochs > 0:
+        trainer.fit(lit, train_dataloaders=data.train_dataloader(),
+                    val_dataloaders=data.val_dataloader() if cfg.val_every else None, ckpt_path=ckpt_path)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    results = trainer.test(lit, dataloaders=data.test_dataloader(), verbose=False)[0]
+    test_s = time.perf_counter() - start
+    times = {"train_s": round(train_s, 2), "test_s": round(test_s, 2), "world_size": trainer.world_size}
+    return {k: float(v) for k, v in results.items()}, lit.history, times
+
+
+def zero_shot_negatives(cfg: Config, model: PromptedClassifier, data: ClassificationData) -> torch.Tensor | None:
+    """p of Eq. 10 for CLIP backbones: zero-shot CLIP predictions, computed once and cached.
+
+    None (→ the model's own detached prediction) when the method has no L_kp or the backbone
+    has no CLIP text tower matching the knowledge encoder.
+    """
+    if not model.method.uses_knowledge or not cfg.knowledge.startswith("clip:"):
+        return None
+    try:
+        head = ZeroShotHead(model.backbone, class_features(cfg.knowledge, data.classnames, ZERO_SHOT_TEMPLATE))
+    except ValueError as err:
+        log.warning("no CLIP zero-shot labels for L_kp (%s); using the model's own predictions", err)
+        return None
+    key = hashlib.sha1(json.dumps([cfg.backbone, cfg.weights, cfg.knowledge, cfg.dataset, str(cfg.data_root),
+                                   cfg.img_size, data.train_indices]).encode()).hexdigest()[:16]
+    path = sub_dir("zero_shot") / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    table = torch.full((len(data.train_set),), -1, dtype=torch.long)
+    with torch.no_grad():
+        for images, _, index in data.plain_train_dataloader():
+            table[index] = head(model.backbone(images)).argmax(-1)
+    torch.save(table, path)
+    return table
+
+
+def summary(cfg: Config, model: PromptedClassifier) -> dict:
+    trainable, total = model.parameter_counts()
+    return {"method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset, "protocol": cfg.protocol,
+            "shots": cfg.shots, "seed": cfg.seed, "img_size": cfg.img_size, "trainable_params": trainable,
+            "total_params": total, "trainable_pct": round(100.0 * trainable / total, 3)}
+
+
+def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationData, out: Path) -> dict:
+    """Spec "Protocols": LORE-e on the N easiest images per class, then LORE-h on LORE-e's N hardest."""
+    targets = torch.tensor(data.train_set.targets)
+    pool = few_shot_indices(data.train_set.targets, cfg.selection_pool, cfg.seed) if cfg.selection_pool \
+        else list(range(len(targets)))
+    loader = data.plain_train_dataloader(pool)
+    with torch.no_grad():  # Black Box features: the frozen ViT without prompts
+        feats, order = zip(*[(model.backbone(images), index) for images, _, index in loader])
+    order = torch.cat(order)
+    easy = order[easy_indices(torch.cat(feats), targets[order], cfg.stage_shots)].tolist()
+    data.train_indices = easy
+    negatives = zero_shot_negatives(cfg, model, data)
+    easy_metrics, easy_history, easy_time = fit_and_test(cfg, model, data, out, stage="easy", negatives=negatives)
+
+    preds, order, feats = predict_loader(model, loader, features=True)  # LORE-e on the pool
+    hard = order[hard_indices(feats, targets[order], preds, cfg.stage_shots)].tolist()
+    data.train_indices = hard
+    negatives = zero_shot_negatives(cfg, model, data)
+    hard_metrics, hard_history, hard_time = fit_and_test(cfg, model, data, out, stage="hard", epochs=cfg.hard_epochs,
+                                                         lr=cfg.hard_lr, negatives=negatives)
+    return {
+        "test_top1": hard_metrics["test_top1"], "test_top5": hard_metrics["test_top5"],
+        "stages": {
+            "easy": {"indices": easy, "test_top1": easy_metrics["test_top1"], "history": easy_history, **easy_time},
+            "hard": {"indices": hard, "test_top1": hard_metrics["test_top1"], "history": hard_history, **hard_time},
+        },
+        "improvement": hard_metrics["test_top1"] - easy_metrics["test_top1"],
+        "history": easy_history + hard_history,
+        "train_s": easy_time["train_s"] + hard_time["train_s"], "test_s": hard_time["test_s"],
+        "negatives": "own-prediction" if negatives is None else "clip-zero-shot",
+    }
+
+
+def plot_curves(metrics: dict, path: Path) -> None:
+    try:
+        from .viz import plot_training_curves
+    except ImportError:
+        return
+    if metrics.get("history"):
+        plot_training_curves(metrics, path)
+
+
+def train(cfg: Config) -> dict:
+    """Run ``cfg`` end to end and return its metrics (also written to ``<output>/metrics.json``)."""
+    validate(cfg)
+    out = prepare_output(cfg)
+    start = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    backbone = create_backbone(cfg.backbone, cfg.weights, cfg.img_size, **cfg.backbone_kwargs)
+    data = ClassificationData(cfg, backbone.data_config)
+    model = create_model(cfg.method, data.classnames, backbone=backbone, knowledge=cfg.knowledge,
+                         **{k: getattr(cfg, k) for k in ARCH_KEYS})
+    if rank_zero_only.rank == 0:
+        write_text(out / "config.yaml", cfg.to_yaml())
+    metrics = summary(cfg, model)
+    metrics["num_test"] = len(data.test_indices)
+    if cfg.protocol == "easy-to-hard":
+        metrics.update(easy_to_hard(cfg, model, data, out))
+        metrics["num_train"] = len(data.train_indices)
+    else:
+        if rank_zero_only.rank == 0:
+            write_json(out / "indices.json", {"train": data.train_indices, "seed": cfg.seed, "shots": cfg.shots})
+        ckpt = out / "checkpoints" / "last.ckpt" if cfg.resume else None
+        negatives = zero_shot_negatives(cfg, model, data)
+        results, history, times = fit_and_test(cfg, model, data, out, negatives=negatives, ckpt_path=ckpt)
+        metrics.update(results, history=history, num_train=len(data.train_indices), **times)
+        metrics["negatives"] = "none" if not model.method.uses_knowledge else \
+            "own-prediction" if negatives is None else "clip-zero-shot"
+    metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
+    if rank_zero_only.rank == 0:
+        save_adapter(model, cfg, out)
+        write_json(out / "metrics.json", metrics)
+        plot_curves(metrics, out / "curves.png")
+    return metrics

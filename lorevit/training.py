@@ -1,0 +1,191 @@
+"""How every method is trained: one LightningModule and one DataModule (spec "Hyper-parameters").
+
+SGD (momentum 0.9, weight decay 1e-3) over the trainable parameters only, cosine annealing from
+``lr`` to ``lr_min`` over all steps, L = L_task + λ L_kp. The frozen ViT runs once per step.
+Checkpoints hold only the trainable state (the frozen ViT is rebuilt from its weights), so a
+ViT-B run's checkpoint is a few MB, not 350.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+
+from .config import Config
+from .data import build_dataset, collate_skip_bad, few_shot_indices, subset_indices
+from .model import PromptedClassifier
+
+log = logging.getLogger(__name__)
+
+
+def image_transforms(data_config: dict, img_size: int, train: bool) -> T.Compose:
+    """Resize to the run's size and normalise as the backbone was pre-trained (CLIP or ImageNet)."""
+    normalize = [T.ToTensor(), T.Normalize(data_config["mean"], data_config["std"])]
+    if train:
+        return T.Compose([T.RandomResizedCrop(img_size, scale=(0.8, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+                          T.RandomHorizontalFlip(), *normalize])
+    return T.Compose([T.Resize(img_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(img_size),
+                      *normalize])
+
+
+class Indexed(Dataset):
+    """(image, label, index in the underlying dataset): lets a step look up per-image labels p."""
+
+    def __init__(self, dataset, indices: Sequence[int] | None = None):
+        self.dataset = dataset
+        self.indices = list(range(len(dataset))) if indices is None else list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        index = self.indices[i]
+        item = self.dataset[index]
+        return None if item is None else (*item, index)
+
+
+class ClassificationData(L.LightningDataModule):
+    """Train split (few-shot, full or a given index list) and test split (all or a seeded subset)."""
+
+    def __init__(self, cfg: Config, data_config: dict, train_indices: Sequence[int] | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.train_transform = image_transforms(data_config, cfg.img_size, train=True)
+        self.test_transform = image_transforms(data_config, cfg.img_size, train=False)
+        kwargs = dict(root=cfg.data_root, download=cfg.download, bad_images=cfg.bad_images)
+        self.train_set = build_dataset(cfg.dataset, "train", transform=self.train_transform, **kwargs)
+        self.test_set = build_dataset(cfg.dataset, "test", transform=self.test_transform, **kwargs)
+        if self.train_set.classnames != self.test_set.classnames:
+            raise ValueError(f"{cfg.dataset}: train and test splits disagree on the class list")
+        self.classnames = list(self.train_set.classnames)
+        if train_indices is None:
+            train_indices = few_shot_indices(self.train_set.targets, cfg.shots, cfg.seed) \
+                if cfg.protocol != "full" else range(len(self.train_set))
+        self.train_indices = list(train_indices)
+        self.test_indices = subset_indices(len(self.test_set), cfg.test_subset, cfg.test_seed) \
+            if cfg.test_subset else list(range(len(self.test_set)))
+
+    def loader(self, dataset, indices, train: bool, transform=None) -> DataLoader:
+        if transform is not None:  # e.g. feature extraction from the train split without augmentation
+            dataset = build_dataset(self.cfg.dataset, "train", root=self.cfg.data_root, transform=transform,
+                                    bad_images=self.cfg.bad_images)
+        batch_size = self.cfg.batch_size if train else self.cfg.eval_batch_size
+        return DataLoader(Indexed(dataset, indices), batch_size=batch_size, shuffle=train,
+                          drop_last=False, num_workers=self.cfg.num_workers, collate_fn=collate_skip_bad,
+                          persistent_workers=self.cfg.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        """A fixed test subset checked after every ``val_every`` epochs (for training curves)."""
+        n = min(self.cfg.val_subset, len(self.test_indices))
+        chosen = subset_indices(len(self.test_indices), n, self.cfg.test_seed)
+        return self.loader(self.test_set, [self.test_indices[i] for i in chosen], train=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader(self.train_set, self.train_indices, train=True)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader(self.test_set, self.test_indices, train=False)
+
+    def plain_train_dataloader(self, indices: Sequence[int] | None = None) -> DataLoader:
+        """Train images with the test transform (no augmentation), for features and predictions."""
+        return self.loader(None, self.train_indices if indices is None else indices, train=False,
+                           transform=self.test_transform)
+
+
+class LitClassifier(L.LightningModule):
+    def __init__(self, model: PromptedClassifier, cfg: Config, negatives: torch.Tensor | None = None,
+                 lr: float | None = None, lr_min: float | None = None):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        self.lr = cfg.lr if lr is None else lr
+        self.lr_min = cfg.lr_min if lr_min is None else lr_min
+        # p of Eq. 10 per training index (CLIP zero-shot), else the model's own prediction.
+        self.register_buffer("negatives", negatives, persistent=False)
+        self.strict_loading = False  # checkpoints leave the frozen ViT out
+        self.history: list[dict] = []
+        self._epoch_start = time.perf_counter()
+
+    def training_step(self, batch, batch_idx):
+        if batch is None:  # every image of the batch was unreadable and skipped (bad_images: skip)
+            return None
+        images, labels, index = batch
+        out = self.model(images)
+        predicted = self.negatives[index] if self.negatives is not None else None
+        parts = self.model.loss(out, labels, predicted, self.cfg.kp_weight)
+        accuracy = (out.logits.argmax(-1) == labels).float().mean() * 100
+        B = labels.shape[0]
+        self.log("train_loss", parts["loss"], on_step=True, on_epoch=True, prog_bar=True, batch_size=B, sync_dist=True)
+        self.log("train_acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=B, sync_dist=True)
+        for name in ("task", "kp"):
+            if name in parts:
+                self.log(f"train_{name}", parts[name], on_step=False, on_epoch=True, batch_size=B, sync_dist=True)
+        return parts["loss"]
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        metrics = self.trainer.callback_metrics
+        row = {"epoch": self.current_epoch + 1, "seconds": round(time.perf_counter() - self._epoch_start, 2),
+               "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+        for key in ("train_loss_epoch", "train_acc", "train_task", "train_kp", "val_top1"):
+            if key in metrics:
+                row[key.removesuffix("_epoch")] = float(metrics[key])
+        self.history.append(row)
+
+    def _evaluate(self, batch, prefix: str, top5: bool = True) -> None:
+        if batch is None:
+            return
+        images, labels, _ = batch
+        logits = self.model(images).logits
+        ranked = logits.topk(min(5, logits.shape[1]), dim=-1).indices
+        B = labels.shape[0]
+        self.log(f"{prefix}_top1", (ranked[:, 0] == labels).float().mean() * 100, batch_size=B, sync_dist=True)
+        if top5:
+            self.log(f"{prefix}_top5", (ranked == labels[:, None]).any(-1).float().mean() * 100, batch_size=B,
+                     sync_dist=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val", top5=False)
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.model.trainable_parameters(), lr=self.lr, momentum=self.cfg.momentum,
+                                    weight_decay=self.cfg.weight_decay)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=self.lr_min)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("model.backbone.")]:
+            del state[key]
+        checkpoint["history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = checkpoint.get("history", [])
+
+
+@torch.no_grad()
+def predict_loader(model: PromptedClassifier, loader: DataLoader, features: bool = False):
+    """Predicted labels (and pooled features) over a loader, in loader order, with their indices."""
+    model.eval()
+    preds, feats, indices = [], [], []
+    for batch in loader:
+        if batch is None:
+            continue
+        images, _, index = batch
+        out = model(images)
+        preds.append(out.logits.argmax(-1))
+        indices.append(index)
+        if features:
+            feats.append(out.features)
+    result = torch.cat(preds), torch.cat(indices)
+    return (*result, torch.cat(feats)) if features else result

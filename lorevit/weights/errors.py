@@ -1,0 +1,9 @@
+"""The one exception type of :mod:`lorevit.weights`."""
+from __future__ import annotations
+
+
+class WeightsError(Exception):
+    """Weights could not be found, converted, verified, read or loaded.
+
+    The message always says which file or package is involved and what to do about it.
+    """

@@ -1,0 +1,13 @@
+"""The White Box of LORE: the trainable modules that look at locality (spec §1–3)."""
+from .kla import KnowledgeLocalityAttention, top_n_filter
+from .lin import LocalityInteraction, knn_graph, max_relative
+from .prompt_generator import PromptGenerator
+
+__all__ = [
+    "KnowledgeLocalityAttention",
+    "LocalityInteraction",
+    "PromptGenerator",
+    "knn_graph",
+    "max_relative",
+    "top_n_filter",
+]

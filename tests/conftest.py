@@ -1,0 +1,63 @@
+"""Shared fixtures: a tiny random ViT and a tiny generated ImageFolder dataset on disk."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_VIT = "vit_tiny_patch16_224"
+TINY_KWARGS = {"patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
+TINY_SIZE = 32
+CLASSES = ["red square", "green square", "blue square"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Caches (text features, zero-shot labels) go to a per-session temp dir; converted
+    offline weights are shared with the user's cache so the real-asset tests stay fast."""
+    home = os.environ.get("LOREVIT_TEST_HOME") or str(tmp_path_factory.getbasetemp() / "lorevit-home")
+    monkeypatch.setenv("LOREVIT_HOME", home)
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_backbone():
+    from lorevit.backbone import create_backbone
+
+    torch.manual_seed(0)
+    return create_backbone(TINY_VIT, "random", TINY_SIZE, **TINY_KWARGS)
+
+
+def write_color_folder(root, per_class=(12, 6), size=TINY_SIZE, seed=0):
+    """ImageFolder tree root/{train,test}/<class>/*.png: noisy images whose dominant colour is the class."""
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "test"), per_class):
+        for c, name in enumerate(CLASSES):
+            folder = root / split / name.replace(" ", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 90, size=(size, size, 3))
+                pixels[..., c] += 150
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i:03d}.png")
+    (root / "classnames.txt").write_text("".join(f"{n.replace(' ', '_')} {n}\n" for n in CLASSES))
+    return root
+
+
+@pytest.fixture
+def color_folder(tmp_path):
+    return write_color_folder(tmp_path / "colors")
+
+
+def tiny_config(output, data_root, **changes):
+    from lorevit.config import Config
+
+    values = dict(backbone=TINY_VIT, weights="random", backbone_kwargs=TINY_KWARGS, img_size=TINY_SIZE,
+                  dataset="imagefolder", data_root=str(data_root), shots=8, epochs=2, batch_size=8,
+                  output=str(output), progress=False, knowledge="st:minilm", accelerator="cpu")
+    values.update(changes)
+    return Config(**values)

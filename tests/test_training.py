@@ -1,0 +1,102 @@
+"""Integration: a tiny random ViT trains on generated images through the real run (Lightning)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+
+from lorevit.adapter import load_adapter
+from lorevit.config import ConfigError
+from lorevit.run import RunError, train
+
+from .conftest import tiny_config
+
+
+@pytest.mark.parametrize("method", ["lore", "vpt-deep", "linear"])
+def test_loss_falls_and_run_files_are_written(tmp_path, color_folder, method):
+    cfg = tiny_config(tmp_path / "run", color_folder, method=method, epochs=6, lr=0.05, val_every=1)
+    metrics = train(cfg)
+    losses = [row["train_loss"] for row in metrics["history"]]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert all("val_top1" in row for row in metrics["history"])
+    out = tmp_path / "run"
+    for name in ("config.yaml", "metrics.json", "indices.json", "adapter.safetensors", "checkpoints/last.ckpt"):
+        assert (out / name).is_file(), name
+    assert (out / "logs" / "metrics.csv").is_file()
+    saved = json.loads((out / "metrics.json").read_text())
+    assert 0 <= saved["test_top1"] <= 100 and saved["num_test"] == 18 and saved["num_train"] == 24
+    assert yaml.safe_load((out / "config.yaml").read_text())["method"] == method
+    assert len(json.loads((out / "indices.json").read_text())["train"]) == 24
+    with safe_open(str(out / "adapter.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["classnames"]) == sorted(["red square", "green square", "blue square"])
+        assert not any(k.startswith("backbone") for k in f.keys())
+    if method == "lore":
+        assert "train_kp" in metrics["history"][0] and metrics["negatives"] == "own-prediction"
+
+
+def test_adapter_reproduces_the_runs_test_accuracy(tmp_path, color_folder):
+    metrics = train(tiny_config(tmp_path / "run", color_folder, epochs=2))
+    model, cfg = load_adapter(tmp_path / "run")
+    from lorevit.training import ClassificationData, predict_loader
+
+    data = ClassificationData(cfg, model.backbone.data_config, train_indices=[])
+    preds, indices = predict_loader(model, data.test_dataloader())
+    labels = torch.tensor([data.test_set.targets[i] for i in indices])
+    assert (preds == labels).float().mean().item() * 100 == pytest.approx(metrics["test_top1"], abs=1e-4)
+
+
+def test_checkpoints_leave_the_vit_out_and_resume_continues(tmp_path, color_folder):
+    train(tiny_config(tmp_path / "run", color_folder, epochs=2))
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["epoch"] == 2 and not any(k.startswith("model.backbone") for k in ckpt["state_dict"])
+    resumed = train(tiny_config(tmp_path / "run", color_folder, epochs=4, resume=True))
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3, 4]
+
+
+def test_finished_run_is_not_overwritten_by_accident(tmp_path, color_folder):
+    train(tiny_config(tmp_path / "run", color_folder, epochs=1))
+    before = (tmp_path / "run" / "adapter.safetensors").read_bytes()
+    with pytest.raises(RunError, match="already holds a finished run"):
+        train(tiny_config(tmp_path / "run", color_folder, epochs=1))
+    with pytest.raises(RunError, match="no checkpoint"):
+        train(tiny_config(tmp_path / "other", color_folder, resume=True))
+    assert (tmp_path / "run" / "adapter.safetensors").read_bytes() == before
+
+
+def test_bad_config_fails_before_writing(tmp_path, color_folder):
+    with pytest.raises(ConfigError, match="method"):
+        train(tiny_config(tmp_path / "run", color_folder, method="lora"))
+    with pytest.raises(ConfigError, match="shots"):
+        train(tiny_config(tmp_path / "run", color_folder, shots=0))
+    assert not (tmp_path / "run").exists()
+
+
+def test_easy_to_hard_runs_both_stages(tmp_path, color_folder):
+    cfg = tiny_config(tmp_path / "e2h", color_folder, protocol="easy-to-hard", stage_shots=3, epochs=2, hard_epochs=2,
+                      selection_pool=None)
+    metrics = train(cfg)
+    easy, hard = metrics["stages"]["easy"], metrics["stages"]["hard"]
+    assert len(easy["indices"]) == len(hard["indices"]) == 9
+    assert metrics["improvement"] == pytest.approx(hard["test_top1"] - easy["test_top1"])
+    assert len(metrics["history"]) == 4
+
+
+def test_ddp_two_cpu_processes(tmp_path, color_folder):
+    """Lightning's DDP with the gloo backend: two CPU processes, a few steps, one set of files."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "lorevit", "train", "--backbone", "vit_tiny_patch16_224", "--weights", "random",
+           "--backbone_kwargs", "{patch_size: 8, depth: 2, embed_dim: 32, num_heads: 2}", "--img_size", "32",
+           "--dataset", "imagefolder", "--data_root", str(color_folder), "--shots", "8", "--epochs", "2",
+           "--batch_size", "4", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+           "--progress", "false", "--output", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test top-1" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2
+    assert metrics["world_size"] == 2
