@@ -1,0 +1,376 @@
+"""``lorevit bench ablation``: the methods side by side for k-shot training over seeds (paper Table 5).
+
+Every (method, k, seed) is one run, trained and tested exactly as ``lorevit train`` does (the same
+Lightning loop, ``run.fit_and_test``), but with the frozen backbone built *once* for the whole
+benchmark and the data built once per (k, seed): within a seed every method trains on the same
+sampled images, and every run is tested on the same fixed test subset (``test_seed``).
+
+Output directory::
+
+    ablation.json   {"setup": {...}, "results": {method: {k: {mean, std, runs, trainable_params}}}, "claim": ...}
+    ablation.md     the table (mean ± std over seeds), like the paper's Table 5
+    ablation.png    bars with error bars (std over seeds)
+    runs/<method>/<k>shot/seed<s>/{config.yaml,metrics.json,adapter.safetensors,...}
+
+Resumable: a run whose ``metrics.json`` exists is read back, not trained again (its config must
+match; otherwise choose another ``--output``). ``ablation.json`` is rewritten atomically after every
+run, so partial results survive an interruption.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import lightning as L
+import torch
+import yaml
+
+from ..backbone import create_backbone
+from ..config import Config, ConfigError
+from ..io import atomic_write, write_json, write_text
+from ..methods import METHODS
+
+ALL_METHODS = ("linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "zero-shot")
+LABELS = {
+    "zero-shot": "zero-shot CLIP", "linear": "B-B (linear probe)", "vpt-shallow": "B-B + VPT-shallow",
+    "vpt-deep": "B-B + VPT-deep", "lore-no-kp": "LORE w/o L_kp", "lore": "LORE",
+}
+# The paper's claim (Table 5): LORE > LORE without L_kp > B-B + VPT > the plain Black Box.
+CLAIM = ("lore", "lore-no-kp", "vpt-deep", "linear")
+
+# Defaults of the offline ablation, chosen so that the whole grid (5 trained methods × k ∈ {4, 16}
+# × 3 seeds = 30 runs, zero-shot is n/a without CLIP) fits in about an hour on 2 shared CPU cores.
+# Measured on that machine (ViT-S/14, batch 32): at 112 px a LORE training step takes 4.4–8.4 s and
+# inference runs at 10–19 img/s depending on what else shares the cores, so one 16-shot LORE run
+# (10 epochs + 2,000 test images) takes 4–8 min and the grid 2–3 h. At 56 px (4×4 patches of 14 px;
+# Fashion-MNIST images are 28 px, so no image detail is lost) a 4-shot LORE run took 43 s (22 s
+# training, 20 s for the 2,000 test images at ~100 img/s on idle cores): the grid takes ≈ 20 min on
+# idle cores and ≈ 1 h when they are shared 2–3×. Test subset: the issue's minimum, 2,000 images.
+ABLATION_DEFAULTS = dict(img_size=56, epochs=10, test_subset=2000, test_seed=0, progress=False)
+DEFAULT_SHOTS = (4, 16)
+DEFAULT_SEEDS = (0, 1, 2)
+# Keys whose value must agree between a finished run on disk and the benchmark that reuses it.
+RUN_KEYS = ("method", "backbone", "weights", "backbone_kwargs", "knowledge", "dataset", "data_root", "protocol",
+            "shots", "test_subset", "test_seed", "img_size", "epochs", "batch_size", "lr", "lr_min", "momentum",
+            "weight_decay", "kp_weight", "n_global", "n_local", "vpt_prompts", "bottleneck", "knn", "top_n", "seed",
+            "precision")
+
+
+@dataclass
+class AblationPlan:
+    base: Config
+    methods: Sequence[str] = ALL_METHODS
+    shots: Sequence[int] = DEFAULT_SHOTS
+    seeds: Sequence[int] = DEFAULT_SEEDS
+    full_test: bool = False
+
+    def validate(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        if not self.methods or not self.shots or not self.seeds:
+            raise ConfigError("the ablation needs at least one method, one shot count and one seed")
+        if any(int(k) < 1 for k in self.shots):
+            raise ConfigError(f"shots must be positive integers, got {list(self.shots)}")
+        if self.base.protocol != "few-shot":
+            raise ConfigError("the ablation is a few-shot benchmark; protocol must be few-shot")
+        if not self.full_test and self.base.test_subset is not None and self.base.test_subset < 1:
+            raise ConfigError("test_subset must be a positive integer (or pass --full-test)")
+
+
+def run_dir(out: Path, method: str, shots: int, seed: int) -> Path:
+    return out / "runs" / method / f"{shots}shot" / f"seed{seed}"
+
+
+def run_config(plan: AblationPlan, out: Path, method: str, shots: int, seed: int) -> Config:
+    return plan.base.replace(method=method, shots=int(shots), seed=int(seed), protocol="few-shot",
+                             output=str(run_dir(out, method, shots, seed)),
+                             test_subset=None if plan.full_test else plan.base.test_subset, resume=False)
+
+
+def zero_shot_unavailable(cfg: Config) -> str | None:
+    """Why zero-shot cannot run on this setup (None when it can)."""
+    if not cfg.knowledge.startswith("clip:"):
+        return f"n/a: zero-shot needs a CLIP backbone and knowledge clip:<model>@<tag>, not {cfg.knowledge}"
+    return None
+
+
+def _check_reusable(cfg: Config, path: Path) -> None:
+    saved = path / "config.yaml"
+    if not saved.is_file():
+        return
+    old = yaml.safe_load(saved.read_text()) or {}
+    new = cfg.to_dict()
+    diff = [k for k in RUN_KEYS if k in old and old[k] != new[k]]
+    if diff:
+        raise ConfigError(
+            f"{path} holds a finished run with different settings ({', '.join(f'{k}: {old[k]!r} ≠ {new[k]!r}' for k in diff)}); "
+            "choose another --output for this benchmark"
+        )
+
+
+def train_one(cfg: Config, backbone, data) -> dict:
+    """One run as ``lorevit.run.train`` does it, on a shared backbone and shared data."""
+    from ..adapter import save_adapter
+    from ..model import ARCH_KEYS, create_model
+    from ..run import fit_and_test, summary, validate, zero_shot_negatives
+
+    validate(cfg)
+    out = Path(cfg.output)
+    start = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = create_model(cfg.method, data.classnames, backbone=backbone, knowledge=cfg.knowledge,
+                         **{k: getattr(cfg, k) for k in ARCH_KEYS})
+    write_text(out / "config.yaml", cfg.to_yaml())
+    metrics = summary(cfg, model)
+    metrics["num_test"] = len(data.test_indices)
+    write_json(out / "indices.json", {"train": data.train_indices, "seed": cfg.seed, "shots": cfg.shots})
+    results, history, times = fit_and_test(cfg, model, data, out, negatives=zero_shot_negatives(cfg, model, data))
+    metrics.update(results, history=history, num_train=len(data.train_indices), **times)
+    metrics["negatives"] = "clip-zero-shot" if (model.method.uses_knowledge and cfg.knowledge.startswith("clip:")) \
+        else "own-prediction"
+    metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
+    save_adapter(model, cfg, out)
+    try:
+        from ..viz import plot_training_curves
+
+        plot_training_curves(metrics, out / "curves.png")
+    except Exception as err:  # a figure never costs a finished run
+        metrics["curves_error"] = str(err)
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def aggregate(plan: AblationPlan, finished: dict[tuple[str, int, int], dict], notes: dict[str, str]) -> dict:
+    """results[method][k] = {mean, std, runs, trainable_params} over the seeds finished so far."""
+    results: dict[str, dict] = {}
+    for method in plan.methods:
+        results[method] = {}
+        for k in plan.shots:
+            runs = [finished[(method, k, s)] for s in plan.seeds if (method, k, s) in finished]
+            entry = {"mean": None, "std": None, "runs": [], "trainable_params": 0}
+            if method in notes:
+                entry["note"] = notes[method]
+            if runs:
+                accs = [round(float(m["test_top1"]), 4) for m in runs]
+                entry.update(mean=round(statistics.fmean(accs), 4),
+                             std=round(statistics.stdev(accs), 4) if len(accs) > 1 else 0.0,
+                             runs=accs, trainable_params=int(runs[0]["trainable_params"]),
+                             seeds=[s for s in plan.seeds if (method, k, s) in finished])
+            results[method][str(k)] = entry
+    return results
+
+
+def check_claim(results: dict) -> dict:
+    """Does LORE > LORE w/o L_kp > VPT-deep > linear hold, per k (on the means)?"""
+    claim = {}
+    present = [m for m in CLAIM if m in results]
+    shots = sorted({k for m in present for k in results[m]}, key=int)
+    for k in shots:
+        means = [results[m][k]["mean"] for m in present]
+        if len(present) < 2 or any(v is None for v in means):
+            continue
+        pairs = {f"{a} > {b}": bool(results[a][k]["mean"] > results[b][k]["mean"]) for a, b in zip(present, present[1:])}
+        ranked = sorted((m for m in results if results[m][k]["mean"] is not None),
+                        key=lambda m: results[m][k]["mean"], reverse=True)
+        claim[k] = {"holds": all(pairs.values()), "pairs": pairs, "ranking": ranked}
+    return claim
+
+
+def estimate_seconds(plan: AblationPlan, step_s: dict[str, float], infer_img_s: float, test_images: int,
+                     num_classes: int = 10) -> float:
+    """Rough duration of the grid from a measured training step per method (batch ``batch_size``)
+    and the inference throughput: epochs × ⌈k·C / B⌉ steps + test images / throughput, per run."""
+    C = num_classes
+    total = 0.0
+    for method in plan.methods:
+        if method == "zero-shot":
+            continue
+        for k in plan.shots:
+            steps = plan.base.epochs * math.ceil(k * C / plan.base.batch_size)
+            total += len(plan.seeds) * (steps * step_s.get(method, max(step_s.values())) + test_images / infer_img_s)
+    return total
+
+
+def ablation_markdown(report: dict) -> str:
+    s, results = report["setup"], report["results"]
+    shots = [str(k) for k in s["shots"]]
+    lines = [
+        "# Ablation (paper Table 5)", "",
+        f"`{s['backbone']}` ({s['weights']}) at {s['img_size']} px, knowledge `{s['knowledge']}`, "
+        f"{s['dataset']}; {s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}; seeds {s['seeds']} "
+        f"(same images for every method within a seed); test: {s['test']}. Top-1 accuracy (%), mean ± std over seeds.",
+        "",
+        "| method | " + " | ".join(f"{k}-shot" for k in shots) + " | trainable params |",
+        "|---|" + "---:|" * len(shots) + "---:|",
+    ]
+    for method, per_k in results.items():
+        cells = []
+        for k in shots:
+            e = per_k[k]
+            if e["mean"] is None:
+                cells.append("n/a" if e.get("note") else "…")
+            else:
+                cells.append(f"{e['mean']:.2f} ± {e['std']:.2f}" + (f" ({len(e['runs'])})" if len(e["runs"]) < len(s["seeds"]) else ""))
+        params = max((per_k[k]["trainable_params"] for k in shots), default=0)
+        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + f" | {params:,} |")
+    notes = sorted({e["note"] for per_k in results.values() for e in per_k.values() if e.get("note")})
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    lines += ["", "Per-seed accuracies:", ""]
+    for method, per_k in results.items():
+        for k in shots:
+            if per_k[k]["runs"]:
+                lines.append(f"- {method}, {k}-shot: " + ", ".join(f"{a:.2f}" for a in per_k[k]["runs"]))
+    claim = report.get("claim") or {}
+    if claim:
+        lines += ["", "Paper's claim, LORE > LORE w/o L_kp > VPT-deep > linear (on the means):", ""]
+        for k, c in claim.items():
+            pairs = ", ".join(f"{p}: {'yes' if ok else 'no'}" for p, ok in c["pairs"].items())
+            lines.append(f"- {k}-shot: {'holds' if c['holds'] else 'does not hold'} ({pairs}); "
+                         f"ranking {' > '.join(c['ranking'])}")
+    lines += ["", "Paper (16-shot, average of CIFAR-10/100, DTD, ImageNet; CLIP ViT-B/16): B-B + VPT 73.91, "
+                  "LORE w/o L_kp 77.16, LORE 78.19."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_ablation(report: dict, path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report["results"]
+    shots = [str(k) for k in report["setup"]["shots"]]
+    methods = [m for m in results if any(results[m][k]["mean"] is not None for k in shots)]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.0 + 0.55 * len(shots) * max(1, len(methods))) + 1.8, 3.6), dpi=120)
+    width = 0.8 / max(1, len(methods))
+    colors = plt.get_cmap("tab10")
+    for i, method in enumerate(methods):
+        xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(shots))]
+        means = [results[method][k]["mean"] or 0.0 for k in shots]
+        stds = [results[method][k]["std"] or 0.0 for k in shots]
+        bars = ax.bar(xs, means, width * 0.92, yerr=stds, capsize=3, label=LABELS.get(method, method),
+                      color=colors(i), error_kw={"elinewidth": 1})
+        for bar, mean, std in zip(bars, means, stds):
+            if mean:
+                ax.annotate(f"{mean:.1f}", (bar.get_x() + bar.get_width() / 2, mean + std), ha="center", va="bottom",
+                            fontsize=6, xytext=(0, 2), textcoords="offset points")
+    lows = [results[m][k]["mean"] - (results[m][k]["std"] or 0) for m in methods for k in shots]
+    highs = [results[m][k]["mean"] + (results[m][k]["std"] or 0) for m in methods for k in shots]
+    if lows:
+        ax.set_ylim(max(0.0, math.floor(min(lows) / 5) * 5 - 5), min(100.0, math.ceil(max(highs) / 5) * 5 + 5))
+    ax.set_xticks(range(len(shots)), [f"{k}-shot" for k in shots])
+    ax.set_ylabel("test top-1 (%)")
+    s = report["setup"]
+    ax.set_title(f"{s['dataset']}, {s['backbone']} @ {s['img_size']} px, mean ± std over {len(s['seeds'])} seed(s)",
+                 fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    from ..viz import _readable
+
+    _readable(path)
+    return Path(path)
+
+
+def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[str], None] | None = print) -> dict:
+    """Train and test the grid (resuming finished runs), writing the JSON, MD and PNG as it goes."""
+    from ..training import ClassificationData
+
+    say = progress or (lambda _msg: None)
+    plan.validate()
+    out = Path(out_dir)
+    base = plan.base
+    grid = [(m, int(k), int(s)) for s in plan.seeds for k in plan.shots for m in plan.methods]
+    notes: dict[str, str] = {}
+    finished: dict[tuple[str, int, int], dict] = {}
+    start = time.perf_counter()
+    setup = {
+        "backbone": base.backbone, "weights": base.weights, "backbone_kwargs": base.backbone_kwargs,
+        "knowledge": base.knowledge, "dataset": base.dataset, "data_root": base.data_root,
+        "img_size": base.img_size, "epochs": base.epochs, "batch_size": base.batch_size, "lr": base.lr,
+        "lr_min": base.lr_min, "kp_weight": base.kp_weight, "shots": [int(k) for k in plan.shots],
+        "seeds": [int(s) for s in plan.seeds], "methods": list(plan.methods),
+        "test": "full test split" if plan.full_test else f"fixed subset of {base.test_subset} images (test_seed {base.test_seed})",
+        "test_subset": None if plan.full_test else base.test_subset, "test_seed": base.test_seed,
+        "arch": {k: getattr(base, k) for k in ("n_global", "n_local", "vpt_prompts", "bottleneck", "knn", "top_n")},
+        "accelerator": base.accelerator, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "budget_note": ("offline defaults chosen for about 1 h on 2 shared CPU cores: 56 px (4x4 patches of 14 px; "
+                        "Fashion-MNIST images are 28 px), 10 epochs, 2,000 fixed test images; measured: a 4-shot LORE "
+                        "run 43 s on idle cores (test ~100 img/s), so 30 runs take ~20 min idle, ~1 h when the "
+                        "cores are shared; at 112 px the same grid takes 2-3 h"),
+    }
+
+    def write_all() -> dict:
+        results = aggregate(plan, finished, notes)
+        done = len(finished) + sum(len(plan.shots) * len(plan.seeds) for m in notes)
+        report = {"setup": {**setup, "runs_done": done, "runs_total": len(grid),
+                            "wall_time_s": round(time.perf_counter() - start, 1)},
+                  "results": results, "claim": check_claim(results)}
+        write_json(out / "ablation.json", report)
+        write_text(out / "ablation.md", ablation_markdown(report))
+        return report
+
+    backbone = None
+    data_cache: dict[tuple[int, int], object] = {}
+    run_seconds: list[float] = []
+    zero_shot_result: dict | None = None
+    for i, (method, k, seed) in enumerate(grid, 1):
+        cfg = run_config(plan, out, method, k, seed)
+        label = f"[{i}/{len(grid)}] {method} {k}-shot seed {seed}"
+        if method == "zero-shot":
+            reason = zero_shot_unavailable(cfg)
+            if reason:
+                if method not in notes:
+                    say(f"{label}: {reason}")
+                notes[method] = reason
+                continue
+        path = Path(cfg.output)
+        if (path / "metrics.json").is_file():
+            _check_reusable(cfg, path)
+            finished[(method, k, seed)] = json.loads((path / "metrics.json").read_text())
+            say(f"{label}: done before, {finished[(method, k, seed)]['test_top1']:.2f}%")
+            write_all()
+            continue
+        if method == "zero-shot" and zero_shot_result is not None:  # no training: one evaluation serves all
+            finished[(method, k, seed)] = zero_shot_result
+            continue
+        if backbone is None:
+            backbone = create_backbone(base.backbone, base.weights, base.img_size, **base.backbone_kwargs)
+        if (k, seed) not in data_cache:
+            data_cache.clear()
+            data_cache[(k, seed)] = ClassificationData(cfg, backbone.data_config)
+        data = data_cache[(k, seed)]
+        _check_reusable(cfg, path)
+        t0 = time.perf_counter()
+        try:
+            with warnings.catch_warnings():  # Lightning's notes on frozen (eval-mode) modules, no val loader
+                warnings.filterwarnings("ignore", message=".*eval mode at the start of training.*")
+                warnings.filterwarnings("ignore", message=".*validation_step.*")
+                metrics = train_one(cfg.replace(overwrite=True), backbone, data)
+        except ValueError as err:
+            if method != "zero-shot":
+                raise
+            notes[method] = f"n/a: {err}"
+            say(f"{label}: {notes[method]}")
+            continue
+        run_seconds.append(time.perf_counter() - t0)
+        finished[(method, k, seed)] = metrics
+        if method == "zero-shot":
+            zero_shot_result = metrics
+        left = sum(1 for m, _, _ in grid[i:] if m not in notes)
+        eta = statistics.fmean(run_seconds) * left
+        say(f"{label}: {metrics['test_top1']:.2f}% ({run_seconds[-1]:.0f} s; ~{eta / 60:.0f} min left)")
+        write_all()
+    report = write_all()
+    plot_ablation(report, out / "ablation.png")
+    return report

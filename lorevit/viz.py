@@ -1,0 +1,288 @@
+"""Figures: the paper's Fig. 3 attention grid (``lorevit visualize``) and a run's training curves.
+
+Fig. 3, one row per image:
+
+1. the image (as the model sees it: resized, centre-cropped);
+2. the Black Box's last-block CLS attention over the patches (mean over heads) — the same frozen
+   ViT, without prompts;
+3. for LORE adapters, the KLA attention of the true class's knowledge query over the patches
+   (the predicted class when the true one is unknown, e.g. for image files);
+4. the adapted model's last-block CLS attention (mean over heads), prompts in place.
+
+Each map is upsampled bilinearly to the image and overlaid on it.
+
+    lorevit visualize --adapter runs/lore IMAGE [IMAGE ...] --output fig3.png
+    lorevit visualize --adapter runs/lore --count 6 [--dataset NAME --data-root DIR] --output fig3.png
+
+``plot_training_curves(metrics, path)`` draws a run's history (loss, train accuracy, and test
+accuracy per epoch when the rows have ``val_top1``) from its metrics dict alone.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import ConfigError
+from .io import atomic_write
+
+CELL_INCHES = 2.0  # one grid cell
+DPI = 100
+CURVES_INCHES = (10.0, 3.6)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    plt = _pyplot()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    plt.close(fig)
+    _readable(path)
+    return Path(path)
+
+
+def _readable(path: str | Path) -> None:
+    """Give a figure the usual file mode (the atomic write's temporary file is created 0600)."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+# ----------------------------------------------------------------------------- attention maps
+
+
+def patch_grid(backbone) -> tuple[int, int]:
+    grid = getattr(backbone.vit.patch_embed, "grid_size", None)
+    if grid is not None:
+        return int(grid[0]), int(grid[1])
+    side = int(math.isqrt(backbone.num_patches))
+    return side, backbone.num_patches // side
+
+
+def _to_grid(values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(B, M) patch weights → (B, h, w), each map scaled to [0, 1]."""
+    maps = values.reshape(values.shape[0], *grid).float()
+    low = maps.flatten(1).min(1).values[:, None, None]
+    high = maps.flatten(1).max(1).values[:, None, None]
+    return (maps - low) / (high - low).clamp_min(1e-12)
+
+
+@torch.no_grad()
+def attention_maps(model, images: torch.Tensor, labels: torch.Tensor | None = None,
+                   knowledge_features: torch.Tensor | None = None) -> dict:
+    """The maps of Fig. 3 for a batch of images: ``blackbox``, ``kla`` (LORE only, else None),
+    ``model`` as (B, h, w) in [0, 1], plus ``predicted`` and the ``kla_classes`` used.
+
+    ``knowledge_features`` (C, d_q) are set on a LORE model that has none yet (adapters load
+    without them); by default they are computed from the adapter's knowledge encoder.
+    """
+    model.eval()
+    backbone = model.backbone
+    grid = patch_grid(backbone)
+    e0 = backbone.embed_patches(images)
+    plain = backbone.forward_tokens(e0, None, return_attention=True).attention  # B, heads, M
+    out = model(images, return_attention=True)
+    predicted = out.logits.argmax(-1)
+    result = {"blackbox": _to_grid(plain.mean(1), grid), "model": _to_grid(out.tokens.attention.mean(1), grid),
+              "predicted": predicted, "kla": None, "kla_classes": None}
+    method = model.method
+    if getattr(method, "uses_knowledge", False) and hasattr(method, "prototypes") and "e_hat" in out.aux:
+        if knowledge_features is not None:
+            method.set_knowledge(knowledge_features)
+        elif method.class_queries.shape[0] == 0:
+            raise ConfigError("the LORE model has no knowledge features: pass knowledge_features (C, d_q)")
+        classes = labels if labels is not None else predicted
+        _, weights = method.prototypes(out.aux["e_hat"], classes[:, None])  # B, 1, M
+        result["kla"], result["kla_classes"] = _to_grid(weights[:, 0], grid), classes
+    return result
+
+
+def display_images(images: torch.Tensor, data_config: dict) -> np.ndarray:
+    """Normalised tensors (B, 3, H, W) → uint8-range floats (B, H, W, 3) in [0, 1] for display."""
+    mean = torch.tensor(data_config["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(data_config["std"]).view(1, 3, 1, 1)
+    return (images.cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0].cpu().numpy()
+
+
+def plot_attention_grid(pictures: np.ndarray, maps: dict[str, torch.Tensor | None], path: str | Path,
+                        row_titles: Sequence[str] = (), column_titles: dict[str, str] | None = None,
+                        alpha: float = 0.55) -> Path:
+    """A rows × columns PNG: the image, then each map overlaid on it; ``CELL_INCHES`` per cell."""
+    plt = _pyplot()
+    columns = [(key, m) for key, m in maps.items() if m is not None]
+    titles = {"blackbox": "Black Box attention", "kla": "KLA attention", "model": "LORE attention"}
+    titles.update(column_titles or {})
+    rows, cols = pictures.shape[0], 1 + len(columns)
+    size = pictures.shape[1:3]
+    upsampled = {key: _upsample(m, size) for key, m in columns}
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * CELL_INCHES, rows * CELL_INCHES), squeeze=False)
+    for r in range(rows):
+        axes[r, 0].imshow(pictures[r])
+        axes[r, 0].set_title(row_titles[r] if r < len(row_titles) else "image", fontsize=6)
+        for c, (key, _) in enumerate(columns, 1):
+            axes[r, c].imshow(pictures[r])
+            axes[r, c].imshow(upsampled[key][r], cmap="jet", alpha=alpha, vmin=0, vmax=1)
+            title = titles.get(key, key)
+            axes[r, c].set_title(title[r] if isinstance(title, list) else title, fontsize=7)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.12 / rows, wspace=0.04, hspace=0.14)
+    return _save(fig, path)
+
+
+def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str] = (), dataset: str | None = None,
+              data_root: str | None = None, count: int = 4, seed: int = 0, split: str = "test",
+              use_predicted: bool = False) -> dict:
+    """Fig. 3 for an adapter and either image files or ``count`` images of a dataset split."""
+    from PIL import Image, UnidentifiedImageError
+
+    from .adapter import load_adapter
+    from .training import image_transforms
+
+    model, cfg = load_adapter(adapter)
+    transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False)
+    labels = None
+    if image_paths:
+        tensors, names = [], []
+        for path in image_paths:
+            try:
+                with Image.open(path) as image:
+                    tensors.append(transform(image.convert("RGB")))
+            except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
+                raise ConfigError(f"cannot read image {path}: {err}") from err
+            names.append(Path(path).name)
+    else:
+        from .data import build_dataset, subset_indices
+
+        if count < 1:
+            raise ConfigError("--count must be a positive integer")
+        name = dataset or cfg.dataset
+        root = data_root if data_root is not None else (cfg.data_root if dataset in (None, cfg.dataset) else None)
+        data = build_dataset(name, split, root=root, transform=transform)
+        if list(data.classnames) != model.classnames:
+            raise ConfigError(f"dataset {name!r} has classes {list(data.classnames)[:3]}..., the adapter was trained "
+                              f"on {model.classnames[:3]}...; pick images of the adapter's own classes")
+        indices = subset_indices(len(data), min(count, len(data)), seed)
+        items = [data[i] for i in indices]
+        tensors = [image for image, _ in items]
+        labels = torch.tensor([label for _, label in items])
+        names = [f"{split} #{i}" for i in indices]
+    images = torch.stack(tensors)
+    knowledge = None
+    if getattr(model.method, "uses_knowledge", False):
+        from .knowledge import class_features
+
+        knowledge = class_features(cfg.knowledge, model.classnames)
+    maps = attention_maps(model, images, None if use_predicted else labels, knowledge)
+    predicted = maps["predicted"].tolist()
+    row_titles = []
+    for r, name in enumerate(names):
+        text = f"{name}: pred {model.classnames[predicted[r]]}"
+        if labels is not None:
+            text += f", true {model.classnames[int(labels[r])]}"
+        row_titles.append(text)
+    method_title = {"lore": "LORE", "lore-no-kp": "LORE w/o L_kp"}.get(cfg.method, cfg.method)
+    column_titles = {"model": f"{method_title} attention"}
+    if maps["kla"] is not None:
+        which = "pred" if labels is None or use_predicted else "true"
+        column_titles["kla"] = [f"KLA ({which}: {model.classnames[c]})" for c in maps["kla_classes"].tolist()]
+    pictures = display_images(images, model.backbone.data_config)
+    grid = {"blackbox": maps["blackbox"], "kla": maps["kla"], "model": maps["model"]}
+    path = plot_attention_grid(pictures, grid, output, row_titles, column_titles)
+    return {"path": str(path), "rows": len(names), "columns": 1 + sum(m is not None for m in grid.values()),
+            "predicted": [model.classnames[p] for p in predicted],
+            "true": None if labels is None else [model.classnames[int(t)] for t in labels]}
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+def plot_training_curves(metrics: dict, path: str | Path) -> Path:
+    """A run's curves from its metrics dict alone: loss (total, task, L_kp) and accuracy (train; test
+    per epoch when the history rows have ``val_top1``; the final ``test_top1`` as a dashed line)."""
+    plt = _pyplot()
+    history = list(metrics.get("history") or [])
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=CURVES_INCHES)
+    xs = list(range(1, len(history) + 1))
+    stage_starts = [i + 1 for i, row in enumerate(history) if i and row.get("epoch", 0) <= history[i - 1].get("epoch", 0)]
+
+    def series(key: str) -> tuple[list[int], list[float]]:
+        pts = [(x, float(row[key])) for x, row in zip(xs, history) if row.get(key) is not None]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    for key, label, style in (("train_loss", "loss (total)", "-o"), ("train_task", "L_task", "--"),
+                              ("train_kp", "L_kp", ":")):
+        x, y = series(key)
+        if y and not (key == "train_task" and series("train_kp")[1] == []):
+            loss_ax.plot(x, y, style, label=label, markersize=3)
+    for key, label, style in (("train_acc", "train top-1", "-o"), ("val_top1", "test top-1 (per epoch)", "-s")):
+        x, y = series(key)
+        if y:
+            acc_ax.plot(x, y, style, label=label, markersize=3)
+    if metrics.get("test_top1") is not None:
+        acc_ax.axhline(float(metrics["test_top1"]), color="k", linestyle="--", linewidth=1,
+                       label=f"final test top-1 {float(metrics['test_top1']):.2f}%")
+    for ax in (loss_ax, acc_ax):
+        for start in stage_starts:
+            ax.axvline(start - 0.5, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    if not history:
+        loss_ax.text(0.5, 0.5, "no training history\n(method trains nothing)", ha="center", va="center",
+                     transform=loss_ax.transAxes)
+    loss_ax.set_title("training loss", fontsize=9)
+    acc_ax.set_title("accuracy (%)", fontsize=9)
+    parts = [str(metrics[k]) for k in ("method", "dataset") if metrics.get(k)]
+    if metrics.get("shots") and metrics.get("protocol", "few-shot") == "few-shot":
+        parts.append(f"{metrics['shots']}-shot")
+    if metrics.get("seed") is not None:
+        parts.append(f"seed {metrics['seed']}")
+    fig.suptitle(", ".join(parts) or "training curves", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def cmd_visualize(args) -> int:
+    if not args.images and args.count is None:
+        args.count = 4
+    info = visualize(args.adapter, args.output, args.images, dataset=args.dataset, data_root=args.data_root,
+                     count=args.count or 4, seed=args.seed, split=args.split, use_predicted=args.predicted)
+    print(f"{info['rows']} image(s) × {info['columns']} panels written to {info['path']}")
+    return 0
+
+
+def register(commands) -> None:
+    p = commands.add_parser("visualize", help="paper Fig. 3: Black Box, KLA and LORE attention over images")
+    p.add_argument("--adapter", required=True, help="a run's output directory")
+    p.add_argument("images", nargs="*", help="image files (default: --count test images of the adapter's dataset)")
+    p.add_argument("--dataset", help="dataset to draw images from (default: the adapter's)")
+    p.add_argument("--data-root", "--data_root", dest="data_root")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--count", type=int, default=None, help="number of dataset images (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="which dataset images")
+    p.add_argument("--predicted", action="store_true", help="KLA query: the predicted class, not the true one")
+    p.add_argument("--output", default="attention.png", help="PNG file (default attention.png)")
+    p.set_defaults(func=cmd_visualize)
