@@ -5,6 +5,7 @@ and the run's files: ``config.yaml``, ``indices.json``, ``metrics.json``, ``adap
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import time
@@ -18,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from .adapter import FILENAME as ADAPTER_FILE
 from .adapter import save_adapter
-from .backbone import create_backbone
+from .backbone import PromptedViT, create_backbone
 from .config import Config, ConfigError
 from .data import easy_indices, few_shot_indices, hard_indices
 from .io import write_json, write_text
@@ -61,19 +62,32 @@ def prepare_output(cfg: Config) -> Path:
     return out
 
 
+def progress_bar() -> L.Callback:
+    """Lightning's bar (rich when installed) without the logger's version number: runs are named by directory."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    Bar = RichProgressBar if importlib.util.find_spec("rich") else TQDMProgressBar
+
+    class ProgressBar(Bar):
+        def get_metrics(self, trainer, pl_module):
+            items = super().get_metrics(trainer, pl_module)
+            items.pop("v_num", None)
+            return items
+
+    return ProgressBar()
+
+
 def make_trainer(cfg: Config, out: Path, epochs: int, stage: str = "") -> L.Trainer:
     loggers = [CSVLogger(out, name="logs", version=stage)]
-    try:
+    if importlib.util.find_spec("tensorboard"):
         from lightning.pytorch.loggers import TensorBoardLogger
-        import tensorboard  # noqa: F401
 
         loggers.append(TensorBoardLogger(out, name="logs", version=stage or "tensorboard"))
-    except ImportError:
-        pass
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints" / stage, save_last=True, save_top_k=0, every_n_epochs=1)
+    callbacks = [checkpoint] + ([progress_bar()] if cfg.progress else [])
     return L.Trainer(
         max_epochs=epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes, precision=cfg.precision, logger=loggers, callbacks=[checkpoint],
+        num_nodes=cfg.num_nodes, precision=cfg.precision, logger=loggers, callbacks=callbacks,
         enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=1,
         num_sanity_val_steps=0, default_root_dir=out, deterministic=False,
         check_val_every_n_epoch=max(cfg.val_every, 1), limit_val_batches=1.0 if cfg.val_every else 0,
@@ -164,22 +178,31 @@ def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationDat
 
 
 def plot_curves(metrics: dict, path: Path) -> None:
+    """curves.png beside metrics.json; a figure that fails to draw never costs a finished run."""
+    if not metrics.get("history"):
+        return
     try:
         from .viz import plot_training_curves
-    except ImportError:
-        return
-    if metrics.get("history"):
+
         plot_training_curves(metrics, path)
+    except Exception as err:  # noqa: BLE001 (matplotlib missing or failing)
+        log.warning("training curves not drawn: %s", err)
 
 
-def train(cfg: Config) -> dict:
-    """Run ``cfg`` end to end and return its metrics (also written to ``<output>/metrics.json``)."""
+def train(cfg: Config, backbone: PromptedViT | None = None, data: ClassificationData | None = None) -> dict:
+    """Run ``cfg`` end to end and return its metrics (also written to ``<output>/metrics.json``).
+
+    ``backbone`` and ``data`` (built from ``cfg`` when not given) let a benchmark share the frozen
+    ViT and the sampled images between runs; they must match ``cfg``.
+    """
     validate(cfg)
     out = prepare_output(cfg)
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    backbone = create_backbone(cfg.backbone, cfg.weights, cfg.img_size, **cfg.backbone_kwargs)
-    data = ClassificationData(cfg, backbone.data_config)
+    if backbone is None:
+        backbone = create_backbone(cfg.backbone, cfg.weights, cfg.img_size, **cfg.backbone_kwargs)
+    if data is None:
+        data = ClassificationData(cfg, backbone.data_config)
     model = create_model(cfg.method, data.classnames, backbone=backbone, knowledge=cfg.knowledge,
                          **{k: getattr(cfg, k) for k in ARCH_KEYS})
     if rank_zero_only.rank == 0:

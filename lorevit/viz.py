@@ -48,17 +48,7 @@ def _save(fig, path: str | Path) -> Path:
     plt = _pyplot()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     plt.close(fig)
-    _readable(path)
     return Path(path)
-
-
-def _readable(path: str | Path) -> None:
-    """Give a figure the usual file mode (the atomic write's temporary file is created 0600)."""
-    import os
-
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 # ----------------------------------------------------------------------------- attention maps

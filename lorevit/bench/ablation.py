@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import lightning as L
 import torch
 import yaml
 
@@ -44,15 +43,12 @@ LABELS = {
 # The paper's claim (Table 5): LORE > LORE without L_kp > B-B + VPT > the plain Black Box.
 CLAIM = ("lore", "lore-no-kp", "vpt-deep", "linear")
 
-# Defaults of the offline ablation, chosen so that the whole grid (5 trained methods × k ∈ {4, 16}
-# × 3 seeds = 30 runs, zero-shot is n/a without CLIP) fits in about an hour on 2 shared CPU cores.
-# Measured on that machine (ViT-S/14, batch 32): at 112 px a LORE training step takes 4.4–8.4 s and
-# inference runs at 10–19 img/s depending on what else shares the cores, so one 16-shot LORE run
-# (10 epochs + 2,000 test images) takes 4–8 min and the grid 2–3 h. At 56 px (4×4 patches of 14 px;
-# Fashion-MNIST images are 28 px, so no image detail is lost) a 4-shot LORE run took 43 s (22 s
-# training, 20 s for the 2,000 test images at ~100 img/s on idle cores): the grid takes ≈ 20 min on
-# idle cores and ≈ 1 h when they are shared 2–3×. Test subset: the issue's minimum, 2,000 images.
-ABLATION_DEFAULTS = dict(img_size=56, epochs=10, test_subset=2000, test_seed=0, progress=False)
+# Defaults of the offline ablation: the offline default run's setup (112 px, 10 epochs) with the
+# issue's minimum fixed test subset of 2,000 images. Measured on 2 idle CPU cores (ViT-S/14, batch
+# 32): a LORE training step ≈ 1.4 s, inference ≈ 47 img/s, so a 16-shot LORE run takes ≈ 2 min and
+# the grid (5 trained methods × k ∈ {4, 16} × 3 seeds = 30 runs; zero-shot is n/a without CLIP)
+# ≈ 45 min. Sharing the cores with other work stretches it 2–3×.
+ABLATION_DEFAULTS = dict(img_size=112, epochs=10, test_subset=2000, test_seed=0, progress=False)
 DEFAULT_SHOTS = (4, 16)
 DEFAULT_SEEDS = (0, 1, 2)
 # Keys whose value must agree between a finished run on disk and the benchmark that reuses it.
@@ -113,38 +109,6 @@ def _check_reusable(cfg: Config, path: Path) -> None:
             f"{path} holds a finished run with different settings ({', '.join(f'{k}: {old[k]!r} ≠ {new[k]!r}' for k in diff)}); "
             "choose another --output for this benchmark"
         )
-
-
-def train_one(cfg: Config, backbone, data) -> dict:
-    """One run as ``lorevit.run.train`` does it, on a shared backbone and shared data."""
-    from ..adapter import save_adapter
-    from ..model import ARCH_KEYS, create_model
-    from ..run import fit_and_test, summary, validate, zero_shot_negatives
-
-    validate(cfg)
-    out = Path(cfg.output)
-    start = time.perf_counter()
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = create_model(cfg.method, data.classnames, backbone=backbone, knowledge=cfg.knowledge,
-                         **{k: getattr(cfg, k) for k in ARCH_KEYS})
-    write_text(out / "config.yaml", cfg.to_yaml())
-    metrics = summary(cfg, model)
-    metrics["num_test"] = len(data.test_indices)
-    write_json(out / "indices.json", {"train": data.train_indices, "seed": cfg.seed, "shots": cfg.shots})
-    results, history, times = fit_and_test(cfg, model, data, out, negatives=zero_shot_negatives(cfg, model, data))
-    metrics.update(results, history=history, num_train=len(data.train_indices), **times)
-    metrics["negatives"] = "clip-zero-shot" if (model.method.uses_knowledge and cfg.knowledge.startswith("clip:")) \
-        else "own-prediction"
-    metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
-    save_adapter(model, cfg, out)
-    try:
-        from ..viz import plot_training_curves
-
-        plot_training_curves(metrics, out / "curves.png")
-    except Exception as err:  # a figure never costs a finished run
-        metrics["curves_error"] = str(err)
-    write_json(out / "metrics.json", metrics)
-    return metrics
 
 
 def aggregate(plan: AblationPlan, finished: dict[tuple[str, int, int], dict], notes: dict[str, str]) -> dict:
@@ -276,14 +240,12 @@ def plot_ablation(report: dict, path: str | Path) -> Path:
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
-    from ..viz import _readable
-
-    _readable(path)
     return Path(path)
 
 
 def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[str], None] | None = print) -> dict:
     """Train and test the grid (resuming finished runs), writing the JSON, MD and PNG as it goes."""
+    from ..run import train
     from ..training import ClassificationData
 
     say = progress or (lambda _msg: None)
@@ -304,10 +266,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
         "test_subset": None if plan.full_test else base.test_subset, "test_seed": base.test_seed,
         "arch": {k: getattr(base, k) for k in ("n_global", "n_local", "vpt_prompts", "bottleneck", "knn", "top_n")},
         "accelerator": base.accelerator, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "budget_note": ("offline defaults chosen for about 1 h on 2 shared CPU cores: 56 px (4x4 patches of 14 px; "
-                        "Fashion-MNIST images are 28 px), 10 epochs, 2,000 fixed test images; measured: a 4-shot LORE "
-                        "run 43 s on idle cores (test ~100 img/s), so 30 runs take ~20 min idle, ~1 h when the "
-                        "cores are shared; at 112 px the same grid takes 2-3 h"),
+        "budget_note": "offline defaults chosen for about 45 min on 2 idle CPU cores (112 px, 10 epochs, 2,000 fixed test images)"
     }
 
     def write_all() -> dict:
@@ -356,7 +315,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
             with warnings.catch_warnings():  # Lightning's notes on frozen (eval-mode) modules, no val loader
                 warnings.filterwarnings("ignore", message=".*eval mode at the start of training.*")
                 warnings.filterwarnings("ignore", message=".*validation_step.*")
-                metrics = train_one(cfg.replace(overwrite=True), backbone, data)
+                metrics = train(cfg.replace(overwrite=True), backbone=backbone, data=data)
         except ValueError as err:
             if method != "zero-shot":
                 raise

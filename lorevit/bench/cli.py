@@ -12,7 +12,6 @@ The paper's Table 5 on a GPU with CLIP ViT-B/16, for example::
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import yaml
@@ -93,7 +92,7 @@ def register(commands) -> None:
     ablation = sub.add_parser(
         "ablation", help="methods × k-shot × seeds → ablation.{json,md,png} (resumable)",
         description="Train and test every method for every k and seed (same images per seed, fixed test subset). "
-                    "Defaults: the offline setup at 56 px, 10 epochs, 2,000 test images (~1 h on 2 CPU cores).",
+                    "Defaults: the offline setup at 112 px, 10 epochs, 2,000 test images (~45 min on 2 idle CPU cores).",
     )
     ablation.add_argument("--config", help="YAML file of config keys (CLI keys override it)")
     ablation.add_argument("--methods", default=",".join(ALL_METHODS), help="comma-separated (default: all)")
