@@ -68,7 +68,8 @@ def cmd_train(args) -> int:
     cfg = config_from_args(args)
     metrics = train(cfg)
     if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
-        print(f"\n{cfg.method} on {cfg.dataset} ({cfg.protocol}, {cfg.shots} shots, {cfg.backbone}): "
+        shots = {"few-shot": f", {cfg.shots} shots", "easy-to-hard": f", {cfg.stage_shots} per stage"}.get(cfg.protocol, "")
+        print(f"\n{cfg.method} on {cfg.dataset} ({cfg.protocol}{shots}, {cfg.backbone}): "
               f"test top-1 {metrics['test_top1']:.2f}% on {metrics['num_test']} images "
               f"in {metrics['wall_time_s']:.0f} s; trainable {metrics['trainable_params']:,} params "
               f"({metrics['trainable_pct']:.2f}%)")
