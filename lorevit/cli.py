@@ -48,17 +48,23 @@ def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
             group.add_argument(*flags, dest=f.name, default=argparse.SUPPRESS, metavar="VALUE")
 
 
+def yaml_value(raw, key: str):
+    """A command-line value read as YAML (``null``, ``3``, ``'{depth: 6}'``); non-strings pass through."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--{key} {raw!r} is not a valid value: {err}") from err
+
+
 def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
     values = base.to_dict() if base is not None else {}
     if getattr(args, "config", None):
         values.update(Config.from_yaml(args.config).to_dict())
     for key in Config.keys():
         if key in vars(args):
-            raw = getattr(args, key)
-            try:
-                values[key] = yaml.safe_load(raw) if isinstance(raw, str) else raw
-            except yaml.YAMLError as err:
-                raise ConfigError(f"--{key} {raw!r} is not a valid value: {err}") from err
+            values[key] = yaml_value(getattr(args, key), key)
     return Config.from_dict(values)
 
 

@@ -158,13 +158,3 @@ def test_claim_check_and_table(tmp_path):
     with Image.open(path) as png:
         assert png.format == "PNG" and png.size[1] > 100
 
-
-def test_estimate_seconds():
-    from lorevit.bench.ablation import AblationPlan, estimate_seconds
-    from lorevit.config import Config
-
-    plan = AblationPlan(Config(epochs=10, batch_size=32), methods=["linear", "lore", "zero-shot"], shots=[4, 16],
-                        seeds=[0, 1, 2])
-    # lore: 10 epochs × (2 + 5) steps × 1 s; linear 0.5 s/step; 6 tests of 100 s per method
-    assert estimate_seconds(plan, {"linear": 0.5, "lore": 1.0}, 20.0, 2000) == pytest.approx(
-        3 * (10 * 7 * 1.0 + 10 * 7 * 0.5) + 12 * 100)

@@ -147,21 +147,6 @@ def check_claim(results: dict) -> dict:
     return claim
 
 
-def estimate_seconds(plan: AblationPlan, step_s: dict[str, float], infer_img_s: float, test_images: int,
-                     num_classes: int = 10) -> float:
-    """Rough duration of the grid from a measured training step per method (batch ``batch_size``)
-    and the inference throughput: epochs × ⌈k·C / B⌉ steps + test images / throughput, per run."""
-    C = num_classes
-    total = 0.0
-    for method in plan.methods:
-        if method == "zero-shot":
-            continue
-        for k in plan.shots:
-            steps = plan.base.epochs * math.ceil(k * C / plan.base.batch_size)
-            total += len(plan.seeds) * (steps * step_s.get(method, max(step_s.values())) + test_images / infer_img_s)
-    return total
-
-
 def ablation_markdown(report: dict) -> str:
     s, results = report["setup"], report["results"]
     shots = [str(k) for k in s["shots"]]

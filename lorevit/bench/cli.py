@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from ..config import ConfigError
 
 
@@ -33,15 +31,6 @@ def _str_list(text: str) -> list[str]:
     return [v for v in str(text).replace(" ", "").split(",") if v]
 
 
-def _yaml_value(text, key: str):
-    if not isinstance(text, str):
-        return text
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--{key} {text!r} is not a valid value: {err}") from err
-
-
 def cmd_ablation(args) -> int:
     from ..cli import config_from_args
     from ..config import Config
@@ -57,13 +46,14 @@ def cmd_ablation(args) -> int:
 
 
 def cmd_complexity(args) -> int:
+    from ..cli import yaml_value
     from .complexity import ComplexitySettings, run_complexity
 
-    arch = _yaml_value(args.arch, "arch") or {}
-    kwargs = _yaml_value(args.backbone_kwargs, "backbone-kwargs") or {}
+    arch = yaml_value(args.arch, "arch") or {}
+    kwargs = yaml_value(args.backbone_kwargs, "backbone-kwargs") or {}
     if not isinstance(arch, dict) or not isinstance(kwargs, dict):
         raise ConfigError("--arch and --backbone-kwargs take a YAML mapping like '{n_global: 8}'")
-    weights = _yaml_value(args.weights, "weights")
+    weights = yaml_value(args.weights, "weights")
     settings = ComplexitySettings(
         backbone=args.backbone, weights=weights, backbone_kwargs=kwargs, knowledge=args.knowledge,
         img_size=args.img_size, batch_size=args.batch_size, num_classes=args.num_classes,

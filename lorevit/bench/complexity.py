@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch.utils import flop_counter
 
 from ..backbone import PromptedViT, create_backbone
-from ..config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS, ConfigError
+from ..config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS, Config, ConfigError
 from ..io import write_json, write_text
 from ..model import PromptedClassifier, create_model
 
@@ -123,9 +123,12 @@ def make_infer_step(model: PromptedClassifier, images: torch.Tensor) -> Callable
 
 
 def make_train_step(model: PromptedClassifier, images: torch.Tensor, labels: torch.Tensor,
-                    lr: float = 0.003, kp_weight: float = 0.1) -> Callable[[], None]:
-    """forward + loss + backward + SGD step, as ``LitClassifier`` trains (momentum 0.9, wd 1e-3)."""
-    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
+                    cfg: Config | None = None) -> Callable[[], None]:
+    """forward + loss + backward + SGD step, with ``LitClassifier``'s optimizer settings (``cfg``: the defaults)."""
+    cfg = cfg or Config()
+    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    kp_weight = cfg.kp_weight
 
     def step() -> None:
         model.train()
