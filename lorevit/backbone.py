@@ -4,8 +4,15 @@ Block i sees ``[C_{i-1}, R, P_{i-1}, E_{i-1}]``: the CLS token (and any register
 then the prompt tokens, then the patch tokens. At the input of block 0 the prompts are
 inserted; at every later block their slots are *replaced* by that block's prompts (VPT-deep).
 With prompts for block 0 only (VPT-shallow) the slots are inserted once and then carried along.
-Prompts get no position embedding. The ViT's own blocks run unchanged, so timm's fused
-attention (``F.scaled_dot_product_attention``) is kept.
+Prompts get no position embedding.
+
+A deep prompt's output is never read (the next block replaces its slot; after the last block the
+prompts are dropped), so a block only needs the prompts' keys and values: ``block_with_side_tokens``
+runs the block's own weights on the CLS and patch tokens and lets them also attend to the prompts,
+skipping the prompts' queries, output projection and MLP. The result is the same as running the
+block on the concatenated sequence (tested against it) at a fraction of the prompts' cost: at
+112 px a ViT-S with 10 prompts per block costs 1.03× the plain ViT instead of 1.16×. Attention
+runs in ``F.scaled_dot_product_attention`` (fused) like timm's own.
 
 The patch embeddings E0 (the patch projection's output, before position embeddings) are
 returned separately so the White Box can read them without a second pass through the ViT.
@@ -18,8 +25,10 @@ from pathlib import Path
 
 import timm
 import torch
-from timm.models.vision_transformer import VisionTransformer
+from timm.layers import Attention
+from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
+from torch.nn import functional as F
 
 log = logging.getLogger(__name__)
 
@@ -92,23 +101,25 @@ class PromptedViT(nn.Module):
         """Run the blocks on E0 (B, M, d) with prompts (B, L, n, d) or (B, 1, n, d) (Eq. 12)."""
         vit, P = self.vit, self.num_prefix
         x = vit.norm_pre(vit.patch_drop(vit._pos_embed(e0)))  # B, P + M, d
-        n = 0 if prompts is None else prompts.shape[2]
         deep = prompts is not None and prompts.shape[1] > 1
         if deep and prompts.shape[1] != self.depth:
             raise ValueError(f"deep prompts must have one set per block ({self.depth}), got {prompts.shape[1]}")
+        shallow = prompts is not None and not deep
+        n = 0 if prompts is None else prompts.shape[2]
+        if shallow:  # inserted once; their outputs feed the next block
+            x = torch.cat([x[:, :P], prompts[:, 0].to(x.dtype), x[:, P:]], dim=1)  # B, P + n + M, d
         attention = None
         for i, block in enumerate(vit.blocks):
-            if prompts is not None and i == 0:
-                x = torch.cat([x[:, :P], prompts[:, 0].to(x.dtype), x[:, P:]], dim=1)  # insert
-            elif deep:
-                x = torch.cat([x[:, :P], prompts[:, i].to(x.dtype), x[:, P + n :]], dim=1)  # replace
-            if return_attention and i == self.depth - 1:
-                attention = cls_attention(block, x)[:, :, P + n :]  # B, heads, M
-            x = block(x)
-        x = vit.norm(x)
-        if n:
-            x = torch.cat([x[:, :P], x[:, P + n :]], dim=1)
-        return Tokens(x, P, attention)
+            last = i == self.depth - 1
+            side = None  # prompt tokens whose outputs nobody reads: keys and values only
+            if deep:
+                side = prompts[:, i].to(x.dtype)  # B, n, d
+            elif shallow and last:
+                x, side = torch.cat([x[:, :P], x[:, P + n :]], dim=1), x[:, P : P + n]
+            if return_attention and last:
+                attention = cls_attention(block, x, side)[:, :, P : P + self.num_patches]  # B, heads, M
+            x = block(x) if side is None else block_with_side_tokens(block, x, side, P)
+        return Tokens(vit.norm(x), P, attention)
 
     def pool(self, tokens: Tokens) -> torch.Tensor:
         """The normalised feature the head reads (CLS for token pooling), B, d."""
@@ -119,18 +130,58 @@ class PromptedViT(nn.Module):
         return self.pool(self.forward_tokens(self.embed_patches(images), prompts))
 
 
-def cls_attention(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Softmax attention of the CLS query over all tokens in ``block`` (B, heads, N).
+def _heads(t: torch.Tensor, attn: nn.Module) -> torch.Tensor:
+    """B, N, heads·head_dim → B, heads, N, head_dim."""
+    return t.unflatten(-1, (attn.num_heads, attn.head_dim)).transpose(1, 2)
+
+
+def _query_key_value(block: nn.Module, x: torch.Tensor, side: torch.Tensor | None):
+    """Queries of x (B, N, d); keys and values of x followed by side (B, n, d): B, heads, ·, head_dim."""
+    attn = block.attn
+    h = block.norm1(x if side is None else torch.cat([x, side], dim=1))  # B, N + n, d
+    w, b = attn.qkv.weight, attn.qkv.bias
+    width = attn.num_heads * attn.head_dim
+    q = F.linear(h[:, : x.shape[1]], w[:width], None if b is None else b[:width])
+    kv = F.linear(h, w[width:], None if b is None else b[width:])  # B, N + n, 2·width
+    k, v = kv.chunk(2, dim=-1)
+    return attn.q_norm(_heads(q, attn)), attn.k_norm(_heads(k, attn)), _heads(v, attn), h
+
+
+def supports_side_tokens(block: nn.Module) -> bool:
+    """Whether ``block`` is timm's plain pre-norm ``Block`` with standard ``Attention``."""
+    return type(block) is Block and type(block.attn) is Attention and not block.attn.training
+
+
+def block_with_side_tokens(block: nn.Module, x: torch.Tensor, side: torch.Tensor, num_prefix: int = 1) -> torch.Tensor:
+    """``block`` on x (B, N, d) whose attention also reads the side tokens (B, n, d) as keys/values.
+
+    Equal to running the block on ``[x[:, :P], side, x[:, P:]]`` (Eq. 12) and dropping the side
+    tokens' outputs, without computing those outputs. Other block types run exactly that.
+    """
+    if not supports_side_tokens(block):
+        P, n = num_prefix, side.shape[1]
+        out = block(torch.cat([x[:, :P], side, x[:, P:]], dim=1))
+        return torch.cat([out[:, :P], out[:, P + n :]], dim=1)
+    attn = block.attn
+    q, k, v, h = _query_key_value(block, x, side)
+    a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)  # B, N, width
+    a = getattr(attn, "norm", nn.Identity())(a)
+    gate = getattr(attn, "gate", None)  # newer timm: optional output gate
+    if gate is not None:
+        a = a * gate(h[:, : x.shape[1]]).sigmoid()
+    x = x + block.drop_path1(block.ls1(attn.proj_drop(attn.proj(a))))
+    return x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
+
+
+def cls_attention(block: nn.Module, x: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax attention of the CLS query over x's tokens, then the side tokens (B, heads, N + n).
 
     Recomputed from the block's own weights (only when asked for: figures), because the fused
     kernel never materialises the attention matrix.
     """
-    attn = block.attn
-    B, N, _ = x.shape
-    qkv = attn.qkv(block.norm1(x)).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, _ = qkv.unbind(0)  # B, heads, N, head_dim
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    return ((q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)[:, :, 0]
+    rest = x[:, 1:] if side is None else torch.cat([x[:, 1:], side], dim=1)  # keys after the CLS's own
+    q, k, _, _ = _query_key_value(block, x[:, :1], rest)
+    return ((q * block.attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)[:, :, 0]
 
 
 def create_backbone(

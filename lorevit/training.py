@@ -127,6 +127,9 @@ class LitClassifier(L.LightningModule):
         return parts["loss"]
 
     def on_train_epoch_start(self) -> None:
+        # Lightning keeps each module's mode as found; a selection pass or an earlier stage may have
+        # left the White Box in eval (KLA's BatchNorm frozen, Ê not kept). The ViT stays in eval.
+        self.model.train()
         self._epoch_start = time.perf_counter()
 
     def on_train_epoch_end(self) -> None:

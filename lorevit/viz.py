@@ -89,13 +89,13 @@ def attention_maps(model, images: torch.Tensor, labels: torch.Tensor | None = No
     result = {"blackbox": _to_grid(plain.mean(1), grid), "model": _to_grid(out.tokens.attention.mean(1), grid),
               "predicted": predicted, "kla": None, "kla_classes": None}
     method = model.method
-    if getattr(method, "uses_knowledge", False) and hasattr(method, "prototypes") and "e_hat" in out.aux:
+    if getattr(method, "uses_knowledge", False) and hasattr(method, "prototypes"):
         if knowledge_features is not None:
             method.set_knowledge(knowledge_features)
         elif method.class_queries.shape[0] == 0:
             raise ConfigError("the LORE model has no knowledge features: pass knowledge_features (C, d_q)")
         classes = labels if labels is not None else predicted
-        _, weights = method.prototypes(out.aux["e_hat"], classes[:, None])  # B, 1, M
+        _, weights = method.prototypes(method.lin(e0), classes[:, None])  # Ê → B, 1, M
         result["kla"], result["kla_classes"] = _to_grid(weights[:, 0], grid), classes
     return result
 

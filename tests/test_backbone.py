@@ -2,6 +2,7 @@
 import pytest
 import timm
 import torch
+from timm.models.vision_transformer import ResPostBlock
 
 from lorevit.backbone import BackboneError, PromptedViT, create_backbone
 
@@ -29,29 +30,56 @@ def test_zero_prompt_tokens_equal_the_black_box(tiny_backbone):
     torch.testing.assert_close(tiny_backbone(x, empty), tiny_backbone(x), rtol=0, atol=0)
 
 
-def test_shallow_prompts_sit_after_prefix_tokens(tiny_backbone):
-    vit, x = tiny_backbone.vit, images()
-    prompts = torch.randn(2, 1, 3, tiny_backbone.dim)
-    tokens = vit._pos_embed(vit.patch_embed(x))
-    manual = torch.cat([tokens[:, :1], prompts[:, 0], tokens[:, 1:]], dim=1)
-    manual = vit.norm(vit.blocks(manual))
-    expected = torch.cat([manual[:, :1], manual[:, 4:]], dim=1)
-    out = tiny_backbone.forward_tokens(tiny_backbone.embed_patches(x), prompts)
-    torch.testing.assert_close(out.tokens, expected)
-
-
-def test_deep_prompts_replace_slots_at_every_block(tiny_backbone):
-    vit, x = tiny_backbone.vit, images()
-    prompts = torch.randn(2, tiny_backbone.depth, 3, tiny_backbone.dim)
+def reference_tokens(vit, x, prompts):
+    """Eq. 12 the plain way: prompts inside the sequence of every block, outputs computed and dropped."""
+    P, n, deep = vit.num_prefix_tokens, prompts.shape[2], prompts.shape[1] > 1
     h = vit._pos_embed(vit.patch_embed(x))
-    h = torch.cat([h[:, :1], prompts[:, 0], h[:, 1:]], dim=1)
+    h = torch.cat([h[:, :P], prompts[:, 0], h[:, P:]], dim=1)
     for i, block in enumerate(vit.blocks):
-        if i:
-            h = torch.cat([h[:, :1], prompts[:, i], h[:, 4:]], dim=1)
+        if i and deep:
+            h = torch.cat([h[:, :P], prompts[:, i], h[:, P + n :]], dim=1)  # replace the slots
         h = block(h)
     h = vit.norm(h)
-    out = tiny_backbone.forward_tokens(tiny_backbone.embed_patches(x), prompts)
-    torch.testing.assert_close(out.tokens, torch.cat([h[:, :1], h[:, 4:]], dim=1))
+    return torch.cat([h[:, :P], h[:, P + n :]], dim=1)
+
+
+VARIANTS = {
+    "plain": {},
+    "registers": {"reg_tokens": 4},
+    "layer-scale+qk-norm": {"init_values": 0.1, "qk_norm": True},
+    "res-post-block (fallback)": {"block_fn": ResPostBlock},
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("depth_of_prompts", ["deep", "shallow"])
+def test_prompted_blocks_equal_the_plain_concatenation(variant, depth_of_prompts):
+    """Prompts as keys/values only (their outputs skipped) give exactly the VPT computation."""
+    torch.manual_seed(0)
+    vit = timm.create_model(TINY_VIT, pretrained=False, img_size=TINY_SIZE, **TINY_KWARGS, **VARIANTS[variant]).eval()
+    wrapped, x = PromptedViT(vit), images()
+    sets = wrapped.depth if depth_of_prompts == "deep" else 1
+    prompts = torch.randn(2, sets, 3, wrapped.dim)
+    out = wrapped.forward_tokens(wrapped.embed_patches(x), prompts)
+    torch.testing.assert_close(out.tokens, reference_tokens(vit, x, prompts), rtol=1e-5, atol=1e-5)
+
+
+def test_side_tokens_skip_the_prompt_outputs(tiny_backbone):
+    """The fast path really is taken for timm's Block, and it costs fewer FLOPs than the plain path."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lorevit.backbone import supports_side_tokens
+
+    assert all(supports_side_tokens(b) for b in tiny_backbone.vit.blocks)
+    x = images()
+    prompts = torch.randn(2, tiny_backbone.depth, 8, tiny_backbone.dim)
+    flops = []
+    for run in (lambda: tiny_backbone.forward_tokens(tiny_backbone.embed_patches(x), prompts),
+                lambda: reference_tokens(tiny_backbone.vit, x, prompts)):
+        with FlopCounterMode(display=False) as counter:
+            run()
+        flops.append(counter.get_total_flops())
+    assert flops[0] < 0.9 * flops[1]
 
 
 def test_prompts_change_the_cls_output(tiny_backbone):
@@ -79,6 +107,20 @@ def test_attention_matches_explicit_softmax(tiny_backbone):
     x = images()
     out = tiny_backbone.forward_tokens(tiny_backbone.embed_patches(x), return_attention=True)
     torch.testing.assert_close(out.attention, captured["attn"][:, :, 0, 1:])
+
+
+@pytest.mark.parametrize("depth_of_prompts", ["deep", "shallow"])
+def test_prompted_attention_matches_explicit_softmax(tiny_backbone, depth_of_prompts):
+    """With prompts, the map is the CLS row of the last block's softmax over [CLS, prompts, patches]."""
+    vit = tiny_backbone.vit
+    captured = {}
+    vit.blocks[-1].attn.fused_attn = False
+    vit.blocks[-1].attn.attn_drop.register_forward_hook(lambda m, i, o: captured.setdefault("attn", o))
+    x = images()
+    prompts = torch.randn(2, tiny_backbone.depth if depth_of_prompts == "deep" else 1, 3, tiny_backbone.dim)
+    reference_tokens(vit, x, prompts)
+    out = tiny_backbone.forward_tokens(tiny_backbone.embed_patches(x), prompts, return_attention=True)
+    torch.testing.assert_close(out.attention, captured["attn"][:, :, 0, 4:])
 
 
 def test_backbone_is_frozen_and_stays_in_eval(tiny_backbone):

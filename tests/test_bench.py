@@ -77,6 +77,29 @@ def test_gflops_count_attention_on_cpu(tiny_backbone):
     assert extra == pytest.approx(depth * 2 * (2 * N * N * d), rel=1e-6)
 
 
+def test_lore_inference_flops_by_hand(tiny_backbone):
+    """LORE over the Black Box, counted: prompts cost only keys/values and the attention to them;
+    LIN runs its folded W_mix·W1 and W2 after pooling; PG's two bottlenecks. Also right after a
+    training step (weights changed), the one-off re-fold is not counted per image."""
+    import lorevit
+    from lorevit.bench.complexity import count_gflops
+
+    x = torch.randn(1, 3, TINY_SIZE, TINY_SIZE)
+    plain = count_gflops(lorevit.create_model("linear", ["a", "b"], backbone=tiny_backbone), x)
+    lore = lorevit.create_model("lore-no-kp", ["a", "b"], backbone=tiny_backbone)
+    L, d, M = tiny_backbone.depth, tiny_backbone.dim, tiny_backbone.num_patches
+    N, n, r, n_loc = M + 1, 10, 32, 2
+    prompts = L * (2 * d * d * n + 2 * N * n * d)  # per block: K, V of n prompts; N queries × n more keys
+    lin = M * M * d + M * 2 * d * d + d * d  # kNN similarity; folded [e, e'] → hidden; W2 on the mean
+    pg = (d * r + r * d) + (d * r + r * L * n_loc * d)  # Ψ1, Ψ2
+    expected = 2 * (prompts + lin + pg) / 1e9  # 2 FLOPs per multiply-add
+    assert count_gflops(lore, x) - plain == pytest.approx(expected, rel=1e-6)
+    lore.train()(x).logits.sum().backward()
+    with torch.no_grad():
+        lore.method.lin.w1.weight.add_(0.1)
+    assert count_gflops(lore, x) - plain == pytest.approx(expected, rel=1e-6)
+
+
 def test_complexity_rejects_unknown_method(tmp_path, capsys):
     rc = main(["bench", "complexity", *TINY, "--methods", "linear,bogus", "--output", str(tmp_path)])
     assert rc == 2 and "bogus" in capsys.readouterr().err

@@ -67,6 +67,21 @@ def test_lore_kp_cost_does_not_depend_on_class_count(tiny_backbone):
     assert torch.isfinite(model.method.extra_loss(out.aux, labels, torch.tensor([5, 999])))
 
 
+def test_lore_predicts_the_same_in_train_and_eval_mode(tiny_backbone):
+    """Eval mode takes the pooled LIN path (no Ê kept); prompts and logits must not change."""
+    model = make("lore", tiny_backbone)
+    torch.nn.init.normal_(model.head.weight)
+    torch.nn.init.normal_(model.method.lin.w2.weight)
+    images = torch.randn(3, 3, TINY_SIZE, TINY_SIZE)
+    trained = model.train()(images)
+    assert trained.aux["e_hat"].shape == (3, tiny_backbone.num_patches, tiny_backbone.dim)
+    served = model.eval()(images)
+    assert "e_hat" not in served.aux
+    torch.testing.assert_close(served.logits, trained.logits, rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="training-mode forward"):
+        model.method.extra_loss(served.aux, torch.tensor([0, 1, 2]), torch.tensor([0, 0, 0]))
+
+
 def test_inference_does_not_touch_kla(tiny_backbone):
     model = make("lore", tiny_backbone).eval()
     calls = []

@@ -102,6 +102,37 @@ def test_kla_per_image_queries_match_shared_queries():
     torch.testing.assert_close(gathered, shared.gather(1, chosen[..., None].expand(-1, -1, 8)))
 
 
+def test_lin_pooled_is_the_patch_mean_of_e_hat():
+    """Averaging before W2 (inference path) gives avgpool(Ê), and PG reads both the same way."""
+    torch.manual_seed(0)
+    lin = LocalityInteraction(dim=16, k=3)
+    torch.nn.init.normal_(lin.w2.weight)
+    tokens = torch.randn(3, 7, 16)
+    full, pooled = lin(tokens), lin(tokens, pooled=True)
+    assert pooled.shape == (3, 16)
+    torch.testing.assert_close(pooled, full.mean(dim=1))
+    pg = PromptGenerator(dim=16, depth=2, n_local=2, rank=4)
+    for a, b in zip(pg(full), pg(pooled)):
+        torch.testing.assert_close(a, b)
+
+
+def test_lin_eval_folds_mix_and_w1_and_refolds_after_weight_changes():
+    """Eval runs W_mix·W1 as one linear map; an optimizer step or a state-dict load re-folds it."""
+    torch.manual_seed(0)
+    lin = LocalityInteraction(dim=16, k=3)
+    torch.nn.init.normal_(lin.w2.weight)
+    tokens = torch.randn(2, 7, 16)
+    torch.testing.assert_close(lin.eval()(tokens), lin.train()(tokens), rtol=1e-5, atol=1e-5)
+    lin.eval()(tokens)  # fold with the current weights
+    optimizer = torch.optim.SGD(lin.parameters(), lr=1.0)
+    lin.train()(tokens).square().sum().backward()
+    optimizer.step()
+    torch.testing.assert_close(lin.eval()(tokens), lin.train()(tokens), rtol=1e-5, atol=1e-5)
+    lin.eval()(tokens)
+    lin.load_state_dict({k: v * 2 for k, v in lin.state_dict().items()})
+    torch.testing.assert_close(lin.eval()(tokens), lin.train()(tokens), rtol=1e-5, atol=1e-5)
+
+
 def test_prompt_generator_shapes():
     pg = PromptGenerator(dim=16, depth=3, n_local=2, rank=4)
     latent, prompts = pg(torch.randn(5, 7, 16))

@@ -101,9 +101,12 @@ def count_gflops(model: PromptedClassifier, images: torch.Tensor) -> float:
     """Inference forward GFLOPs per image (FlopCounterMode, 2 FLOPs per multiply-add).
 
     Counted with autograd on (FlopCounterMode's module tracker fails under no_grad); the forward
-    ops, hence the count, are the same as at inference.
+    ops, hence the count, are the same as at inference. A warm-up forward first builds what a
+    served model computes once, not per image (LIN's folded W_mix·W1).
     """
     model.eval()
+    with torch.no_grad():
+        model(images)
     with flop_counter.FlopCounterMode(display=False, custom_mapping=_flop_mapping()) as counter:
         model(images)
     return counter.get_total_flops() / images.shape[0] / 1e9
@@ -418,6 +421,8 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
         if steps:
             say("profiling (a target was missed or --profile)")
             report["profile"] = str(profile_steps(steps, out / "complexity_profile.txt"))
+    if "profile" not in report:
+        (out / "complexity_profile.txt").unlink(missing_ok=True)  # an earlier run's, no longer true
     write_json(out / "complexity.json", report)
     write_text(out / "complexity.md", complexity_markdown(report))
     return report

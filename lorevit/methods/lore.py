@@ -26,12 +26,18 @@ class LoreNoKP(Method):
         self.generator = PromptGenerator(d, L, n_local=n_local, rank=bottleneck)
         self.global_prompts = GlobalPrompts(L, n_global, d, patch_area(backbone)) if n_global else None
 
+    def needs_tokens(self) -> bool:
+        """Whether this forward must keep every token of Ê (for KLA) rather than only their mean."""
+        return False
+
     def forward(self, e0: torch.Tensor) -> Prompting:  # e0: B, M, d
-        e_hat = self.lin(e0)  # Ê: B, M, d
+        keep = self.needs_tokens()
+        e_hat = self.lin(e0, pooled=not keep)  # Ê: B, M, d, or avgpool(Ê): B, d
         latent, local = self.generator(e_hat)  # Y: B, d; U: B, L, n_loc, d
         prompts = local if self.global_prompts is None else \
             torch.cat([self.global_prompts(e0.shape[0]), local], dim=2)  # B, L, n_glob + n_loc, d
-        return Prompting(prompts, {"e_hat": e_hat, "latent": latent})
+        aux = {"latent": latent, **({"e_hat": e_hat} if keep else {})}
+        return Prompting(prompts, aux)
 
 
 class Lore(LoreNoKP):
@@ -46,6 +52,9 @@ class Lore(LoreNoKP):
         # q (C, d_q): constant class text features, set once per class list; not saved.
         self.register_buffer("class_queries", torch.empty(0, knowledge_dim), persistent=False)
 
+    def needs_tokens(self) -> bool:
+        return self.training  # L_kp (training only) runs KLA over Ê; inference needs only its mean
+
     def set_knowledge(self, features: torch.Tensor) -> None:
         self.class_queries = features.to(self.class_queries.device, self.class_queries.dtype)
 
@@ -56,6 +65,8 @@ class Lore(LoreNoKP):
         return self.kla(e_hat, self.class_queries[classes])
 
     def extra_loss(self, aux: dict, labels: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+        if "e_hat" not in aux:
+            raise RuntimeError("L_kp needs Ê from a training-mode forward: call model.train() before model(images)")
         # Only Â_t and Â_p enter L_kp, so KLA runs for those two queries per image, not all C.
         prototypes, _ = self.prototypes(aux["e_hat"], torch.stack([labels, predicted], dim=1))  # B, 2, d
         return kp_loss(aux["latent"], prototypes[:, 0], prototypes[:, 1], labels != predicted)

@@ -53,9 +53,40 @@ class LocalityInteraction(nn.Module):
         # that every LIN weight receives a gradient from the first step.
         nn.init.trunc_normal_(self.w2.weight, std=0.02)
         nn.init.zeros_(self.w2.bias)
+        self._folded: tuple | None = None  # (key, W, b) of W1∘W_mix for inference; never saved
 
-    def forward(self, e0: torch.Tensor) -> torch.Tensor:  # B, M, d
+    def _folded_mix_w1(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """W_mix then W1 with nothing between (Eq. 3–4) is one linear map 2d → hidden: fold it once.
+
+        Re-folded whenever a weight changes (optimizer steps, ``load_state_dict`` and ``.to`` all
+        change a tensor's version or storage).
+        """
+        tensors = (self.mix.weight, self.mix.bias, self.w1.weight, self.w1.bias)
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+        if self._folded is None or self._folded[0] != key:
+            with torch.no_grad():
+                weight = self.w1.weight @ self.mix.weight  # hidden, 2d
+                bias = self.w1.weight @ self.mix.bias + self.w1.bias
+            self._folded = (key, weight, bias)
+        return self._folded[1], self._folded[2]
+
+    def forward(self, e0: torch.Tensor, pooled: bool = False) -> torch.Tensor:  # e0: B, M, d
+        """Ê (B, M, d); with ``pooled`` only its mean over the patches (B, d).
+
+        The mean is all the Prompt Generator reads (Eq. 8); KLA, which needs every token, runs only
+        in training. Averaging before W2 (a linear map, so mean(h W2) = mean(h) W2) skips M·d²
+        multiply-adds per image. In eval mode W_mix and W1 run as one folded linear map (another
+        M·d² fewer; no gradient reaches them through it): inference costs 2d² + d² / M per patch
+        instead of 4d², the same result up to rounding.
+        """
         neighbours = knn_graph(e0, self.k)  # B, M, k
         relative = max_relative(e0, neighbours)  # B, M, d
-        e_mixed = self.mix(torch.cat([e0, relative], dim=-1))  # E' of Eq. 3
-        return self.w2(F.relu(self.w1(e_mixed))) + e0  # Ê of Eq. 4
+        pair = torch.cat([e0, relative], dim=-1)  # [e_i, e'_i]: B, M, 2d
+        if self.training:
+            pre = self.w1(self.mix(pair))  # E' of Eq. 3, then W1 of Eq. 4
+        else:
+            pre = F.linear(pair, *self._folded_mix_w1())
+        hidden = F.relu(pre)  # B, M, hidden
+        if pooled:
+            return self.w2(hidden.mean(dim=1)) + e0.mean(dim=1)  # avgpool(Ê): B, d
+        return self.w2(hidden) + e0  # Ê of Eq. 4

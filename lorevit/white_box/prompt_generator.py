@@ -21,7 +21,7 @@ def bottleneck(dim_in: int, rank: int, dim_out: int) -> nn.Sequential:
 
 
 class PromptGenerator(nn.Module):
-    """Ê (B, M, d) → latent Y (B, d) and prompts U (B, L, n_loc, d)."""
+    """Ê (B, M, d), or its patch average (B, d), → latent Y (B, d) and prompts U (B, L, n_loc, d)."""
 
     def __init__(self, dim: int, depth: int, n_local: int = 2, rank: int = 32):
         super().__init__()
@@ -33,6 +33,7 @@ class PromptGenerator(nn.Module):
         nn.init.zeros_(self.psi2[-1].bias)
 
     def forward(self, e_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        latent = self.psi1(e_hat.mean(dim=1))  # Y: B, d
+        pooled = e_hat.mean(dim=1) if e_hat.dim() == 3 else e_hat  # avgpool(Ê): B, d
+        latent = self.psi1(pooled)  # Y: B, d
         prompts = self.psi2(latent)  # B, L·n_loc·d
         return latent, prompts.view(-1, self.depth, self.n_local, self.dim)
