@@ -26,12 +26,8 @@ class LoreNoKP(Method):
         self.generator = PromptGenerator(d, L, n_local=n_local, rank=bottleneck)
         self.global_prompts = GlobalPrompts(L, n_global, d, patch_area(backbone)) if n_global else None
 
-    def needs_tokens(self) -> bool:
-        """Whether this forward must keep every token of Ê (for KLA) rather than only their mean."""
-        return False
-
     def forward(self, e0: torch.Tensor) -> Prompting:  # e0: B, M, d
-        keep = self.needs_tokens()
+        keep = self.uses_knowledge and self.training  # L_kp's KLA reads every token of Ê; PG only its mean
         e_hat = self.lin(e0, pooled=not keep)  # Ê: B, M, d, or avgpool(Ê): B, d
         latent, local = self.generator(e_hat)  # Y: B, d; U: B, L, n_loc, d
         prompts = local if self.global_prompts is None else \
@@ -51,9 +47,6 @@ class Lore(LoreNoKP):
         self.kla = KnowledgeLocalityAttention(backbone.dim, knowledge_dim, top_n=top_n)
         # q (C, d_q): constant class text features, set once per class list; not saved.
         self.register_buffer("class_queries", torch.empty(0, knowledge_dim), persistent=False)
-
-    def needs_tokens(self) -> bool:
-        return self.training  # L_kp (training only) runs KLA over Ê; inference needs only its mean
 
     def set_knowledge(self, features: torch.Tensor) -> None:
         self.class_queries = features.to(self.class_queries.device, self.class_queries.dtype)
