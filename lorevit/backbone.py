@@ -20,6 +20,7 @@ returned separately so the White Box can read them without a second pass through
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,21 @@ class PromptedViT(nn.Module):
         """Width of the pooled, normalised feature the task head reads."""
         return self.vit.num_features
 
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        h, w = self.vit.patch_embed.patch_size
+        return int(h), int(w)
+
+    @property
+    def dynamic_size(self) -> bool:
+        """Whether the ViT takes any input size (timm ``dynamic_img_size=True``)."""
+        return bool(getattr(self.vit, "dynamic_img_size", False))
+
+    def grid_of(self, images: torch.Tensor) -> tuple[int, int]:
+        """The patch grid (h, w) of an image batch: sizes floored to multiples of the patch size."""
+        ph, pw = self.patch_size
+        return images.shape[-2] // ph, images.shape[-1] // pw
+
     def embed_patches(self, images: torch.Tensor) -> torch.Tensor:
         """E0: the frozen patch projection's output (B, M, d), before position embeddings."""
         e0 = self.vit.patch_embed(images)
@@ -97,9 +113,19 @@ class PromptedViT(nn.Module):
         e0: torch.Tensor,
         prompts: torch.Tensor | None = None,
         return_attention: bool = False,
+        grid: tuple[int, int] | None = None,
     ) -> Tokens:
-        """Run the blocks on E0 (B, M, d) with prompts (B, L, n, d) or (B, 1, n, d) (Eq. 12)."""
+        """Run the blocks on E0 (B, M, d) with prompts (B, L, n, d) or (B, 1, n, d) (Eq. 12).
+
+        ``grid`` (h, w with h·w = M) is the patch grid of a dynamic-size ViT, whose position
+        embeddings timm resamples (bicubic) to it; square when not given.
+        """
         vit, P = self.vit, self.num_prefix
+        if self.dynamic_size:
+            if grid is None:
+                side = math.isqrt(e0.shape[1])
+                grid = (side, e0.shape[1] // side)
+            e0 = e0.unflatten(1, grid)  # B, h, w, d: what timm's dynamic _pos_embed reads
         x = vit.norm_pre(vit.patch_drop(vit._pos_embed(e0)))  # B, P + M, d
         deep = prompts is not None and prompts.shape[1] > 1
         if deep and prompts.shape[1] != self.depth:
@@ -117,7 +143,7 @@ class PromptedViT(nn.Module):
             elif shallow and last:
                 x, side = torch.cat([x[:, :P], x[:, P + n :]], dim=1), x[:, P : P + n]
             if return_attention and last:
-                attention = cls_attention(block, x, side)[:, :, P : P + self.num_patches]  # B, heads, M
+                attention = cls_attention(block, x, side)[:, :, P : x.shape[1]]  # B, heads, M
             x = block(x) if side is None else block_with_side_tokens(block, x, side, P)
         return Tokens(vit.norm(x), P, attention)
 

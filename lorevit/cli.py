@@ -29,9 +29,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .data import DatasetError
     from .knowledge import KnowledgeError
     from .run import RunError
+    from .tasks.errors import TaskError
     from .weights import WeightsError
 
-    return USER_ERRORS + (AdapterError, BackboneError, DatasetError, KnowledgeError, RunError, WeightsError)
+    return USER_ERRORS + (AdapterError, BackboneError, DatasetError, KnowledgeError, RunError, TaskError, WeightsError)
 
 
 def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -179,14 +180,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands defined beside their code, each module with a ``register(commands)``.
+EXTRA_COMMANDS = ("lorevit.bench.cli", "lorevit.viz", "lorevit.tasks.retrieval.cli",
+                  "lorevit.tasks.correspondence.cli", "lorevit.tasks.video.cli", "lorevit.tasks.bench")
+
+
 def _extra_commands():
-    """Commands defined beside their code (bench, visualize), registered if present."""
+    """The registrars of EXTRA_COMMANDS; a task package not built yet is skipped, a broken one is not."""
+    import importlib
+
     registrars = []
-    for module_name in ("lorevit.bench.cli", "lorevit.viz"):
+    for module_name in EXTRA_COMMANDS:
         try:
-            module = __import__(module_name, fromlist=["register"])
-        except ImportError:
-            continue
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and module_name.startswith(err.name):
+                continue
+            raise
         if hasattr(module, "register"):
             registrars.append(module.register)
     return registrars

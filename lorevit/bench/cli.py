@@ -76,7 +76,7 @@ def register(commands) -> None:
     from .ablation import ALL_METHODS, DEFAULT_SEEDS, DEFAULT_SHOTS
     from .complexity import METHODS as COST_METHODS
 
-    bench = commands.add_parser("bench", help="benchmarks: the ablation (Table 5) and the cost table (Table 7)")
+    bench = commands.add_parser("bench", help="benchmarks: the ablation (Table 5), the cost table (Table 7), the other tasks")
     sub = bench.add_subparsers(dest="bench_command", required=True)
 
     ablation = sub.add_parser(
@@ -115,3 +115,7 @@ def register(commands) -> None:
     cost.add_argument("--profile", action="store_true", help="always write complexity_profile.txt")
     cost.add_argument("--output", default="benchmarks/complexity", help="directory (default benchmarks/complexity)")
     cost.set_defaults(func=cmd_complexity)
+
+    from ..tasks.bench import register_bench
+
+    register_bench(sub)

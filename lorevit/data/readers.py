@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import pickle
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..safe_pickle import BYTES_GLOBALS, NUMPY_GLOBALS, UnsafePickleError, safe_load
 from .dataset import DatasetError
 from .names import clean_classname, imagenet_classnames, names_from_map, read_name_map, wordnet_words
 
@@ -226,9 +226,12 @@ class Idx:
 
 
 def _unpickle(path: Path) -> dict:
-    with open(_need(path), "rb") as f:
-        # The standard CIFAR distribution is Python pickles; latin1 decodes Python-2 strings.
-        obj = pickle.load(f, encoding="latin1")  # noqa: S301 - the dataset's own format
+    """A CIFAR batch: a Python pickle by design, read with only numpy's array globals allowed."""
+    try:
+        # latin1 decodes the Python-2 strings of the official files
+        obj = safe_load(_need(path), NUMPY_GLOBALS | BYTES_GLOBALS, encoding="latin1")
+    except UnsafePickleError as err:
+        raise ReadError(str(err)) from err
     if not isinstance(obj, dict):
         raise ReadError(f"{path} does not hold a CIFAR batch dictionary")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}

@@ -1,0 +1,14 @@
+"""The paper's other downstream tasks, on features of the frozen ViT with or without a trained White Box.
+
+- :mod:`lorevit.tasks.features`: CLS and patch tokens from the Black Box or an adapter, any image size;
+- :mod:`lorevit.tasks.retrieval`: Revisited Oxford5k / Paris6k (mAP, official evaluator semantics);
+- :mod:`lorevit.tasks.correspondence`: SPair-71k point correspondence (PCK@α);
+- :mod:`lorevit.tasks.video`: DAVIS-2017 semi-supervised video object segmentation (J&F);
+- :mod:`lorevit.tasks.bench`: ``lorevit bench tasks``, the paper's "other tasks" table.
+
+A task never trains and never imports Lightning; evaluators are pure functions of arrays.
+"""
+from .errors import TaskError
+from .features import Features, FeatureExtractor, load_extractor
+
+__all__ = ["Features", "FeatureExtractor", "TaskError", "load_extractor"]
