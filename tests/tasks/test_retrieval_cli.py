@@ -136,3 +136,17 @@ def test_standin_geometry_and_official_writer(tmp_path):
     raw = pickle.loads((tmp_path / "tiny" / "gnd_tiny.pkl").read_bytes())
     assert raw["gnd"][0] == {"bbx": [0.0, 0.0, 16.0, 12.0], "easy": [0], "hard": [], "junk": [1]}
     assert read_dataset(tmp_path, "tiny").qimlist == ["q"]
+
+
+def test_protocol_without_positives_is_null_not_nan(tmp_path, capsys):
+    data = write_retrieval_set(tmp_path / "data")
+    for g in data["gnd"]:
+        g["easy"], g["hard"] = g["easy"] + g["hard"], []  # no hard positive anywhere
+    write_gnd(tmp_path / "data" / "toyset", "toyset", data)
+    assert _run(tmp_path / "data", tmp_path / "out", *TINY_SOURCE) == 0
+    assert "H —" in capsys.readouterr().out
+    text = (tmp_path / "out" / "retrieval.json").read_text()
+    assert "NaN" not in text
+    result = json.loads(text)
+    assert result["mAP"]["hard"] is None and result["mP@k"]["hard"]["mP@1"] is None
+    assert result["mAP"]["medium"] is not None

@@ -38,7 +38,8 @@ def shrink(dataset: RetrievalDataset, n_queries: int, n_db: int) -> RetrievalDat
     queries = list(range(min(n_queries, len(dataset.qimlist))))
     gnd = [dataset.gnd[i] for i in queries]
     wanted = sorted({i for g in gnd for k in ("easy", "hard", "junk") for i in g[k]})
-    keep = wanted + [i for i in range(len(dataset.imlist)) if i not in set(wanted)]
+    taken = set(wanted)
+    keep = wanted + [i for i in range(len(dataset.imlist)) if i not in taken]
     keep = sorted(keep[:max(n_db, len(wanted))])
     new_id = {old: new for new, old in enumerate(keep)}
     gnd = [{"bbx": g["bbx"], **{k: [new_id[i] for i in g[k]] for k in ("easy", "hard", "junk")}} for g in gnd]

@@ -70,7 +70,7 @@ def cmd_retrieval(args) -> int:
 
 
 def summary(result: dict, path) -> str:
-    m = result["mAP"]
+    m = {k: "—" if v is None else f"{v:.3f}" for k, v in result["mAP"].items()}
     label = result.get("setup", {}).get("features", "")
-    return (f"retrieval {result['dataset']} {label}: mAP E {m['easy']:.3f} M {m['medium']:.3f} H {m['hard']:.3f} "
+    return (f"retrieval {result['dataset']} {label}: mAP E {m['easy']} M {m['medium']} H {m['hard']} "
             f"({result['n_queries']} queries, {result['n_db']} database images, {result['images_per_s']:.1f} img/s) → {path}")

@@ -85,11 +85,16 @@ def run_retrieval(extractor: FeatureExtractor, dataset: RetrievalDataset, imsize
     images = len(dataset.imlist) + len(dataset.qimlist)
     model_s = db.seconds + q.seconds
     return {"dataset": dataset.name, "n_db": len(dataset.imlist), "n_queries": len(dataset.qimlist),
-            "mAP": {p: metrics[p]["mAP"] for p in metrics},
-            "mP@k": {p: {f"mP@{k}": metrics[p][f"mP@{k}"] for k in kappas} for p in metrics},
+            "mAP": {p: _finite(metrics[p]["mAP"]) for p in metrics},  # None: no query has a positive
+            "mP@k": {p: {f"mP@{k}": _finite(metrics[p][f"mP@{k}"]) for k in kappas} for p in metrics},
             "per_query_ap": {p: metrics[p]["ap"] for p in metrics},
             "queries_with_positives": {p: metrics[p]["queries"] for p in metrics},
             "images_per_s": images / model_s if model_s > 0 else float("nan"),
             "images_per_s_with_decoding": images / (db.wall_seconds + q.wall_seconds),
             "seconds": {"model": model_s, "wall": db.wall_seconds + q.wall_seconds},
             "top10": ranks[:10].T.tolist()}
+
+
+def _finite(value: float) -> float | None:
+    """NaN (a protocol where no query has a positive) → None, so retrieval.json stays strict JSON."""
+    return None if value is None or math.isnan(value) else float(value)
