@@ -143,10 +143,26 @@ def test_protocol_without_positives_is_null_not_nan(tmp_path, capsys):
     for g in data["gnd"]:
         g["easy"], g["hard"] = g["easy"] + g["hard"], []  # no hard positive anywhere
     write_gnd(tmp_path / "data" / "toyset", "toyset", data)
-    assert _run(tmp_path / "data", tmp_path / "out", *TINY_SOURCE) == 0
+    assert _run(tmp_path / "data", tmp_path / "out", *TINY_SOURCE, "--multiscale") == 0
     assert "H —" in capsys.readouterr().out
     text = (tmp_path / "out" / "retrieval.json").read_text()
     assert "NaN" not in text
     result = json.loads(text)
     assert result["mAP"]["hard"] is None and result["mP@k"]["hard"]["mP@1"] is None
     assert result["mAP"]["medium"] is not None
+    assert result["setup"]["protocol"]["multiscale"] == pytest.approx([1, 2 ** -0.5, 0.5])
+
+
+def test_class_level_standin_from_digits(tmp_path):
+    from lorevit.tasks.retrieval import read_dataset
+    from lorevit.tasks.retrieval.standins import DIGITS, build_digits, is_built
+
+    assert build_digits(tmp_path / DIGITS, say=lambda s: None, per_class_q=2, per_class_db=4, size=32)
+    assert is_built(tmp_path, DIGITS)
+    ds = read_dataset(tmp_path, DIGITS)  # the real reader, unchanged
+    assert len(ds.qimlist) == 20 and len(ds.imlist) == 40 and not set(ds.qimlist) & set(ds.imlist)
+    for q, g in enumerate(ds.gnd):
+        assert len(g["easy"]) == 2 and len(g["hard"]) == 2 and g["junk"] == []
+        positives = {ds.imlist[i] for i in g["easy"] + g["hard"]}
+        same_class = [p for j, h in enumerate(ds.gnd) if h["easy"] == g["easy"] for p in [ds.qimlist[j]]]
+        assert len(same_class) == 2 and len(positives) == 4  # 2 queries share each class's 4 positives

@@ -8,6 +8,8 @@ queries in ``jpg/`` but not in ``imlist``), so :func:`~.dataset.read_dataset` re
   upsamples, so they enter the ViT at 112, the demo adapter's training size). Same class = positive:
   half of each class's database images are kept as they are (*easy*), half are *hard*: rotated by
   90/180/270°, shrunk to 50–70 % at a random place and tinted. No junk. Medium = class-level retrieval.
+  Without Fashion-MNIST, ``standin-digits`` is built the same way from scikit-learn's 8×8 digits
+  (seeded disjoint query/database pools).
 - **R2 ``standin-mini``** (instance level): 25 real photos (opencv-doc, scikit-image, scikit-learn).
   Each has one query view (the photo) with a ``bbx`` over 50–70 % of it, and in the database
   (synthetic views on a 640×480 canvas, 480×640 for portrait photos, sizes relative to the photo fitted in it):
@@ -41,6 +43,7 @@ MAX_SIDE = 1024  # larger real photos are downscaled to this longer side first
 VIEW_SIZE = (640, 480)  # every synthetic view (portrait photos: 480×640), like most opencv-doc photos
 OPENCV = Path("/usr/share/doc/opencv-doc/examples/data")
 FMNIST = "standin-fashion-mnist"
+DIGITS = "standin-digits"  # R1 from scikit-learn's digits: built only when Fashion-MNIST is not installed
 MINI = "standin-mini"
 
 # (query photo, its real second view or None); library: "cv" (opencv-doc), "sk" (scikit-image), "sl" (scikit-learn)
@@ -67,7 +70,9 @@ def build(root: Path, say: Callable[[str], None] = print) -> list[str]:
     """Build (if missing) the retrieval stand-ins under ``root``; returns the dataset names found or built."""
     root = Path(root)
     built = []
-    for name, builder in ((FMNIST, build_fashion_mnist), (MINI, build_mini)):
+    for name, builder in ((FMNIST, build_fashion_mnist), (DIGITS, build_digits), (MINI, build_mini)):
+        if name == DIGITS and FMNIST in built:
+            continue  # one class-level set is enough: digits only stand in for a missing Fashion-MNIST
         if is_built(root, name):
             built.append(name)
             continue
@@ -118,6 +123,7 @@ def assemble(db: list[tuple[str, Image.Image]], queries: list[tuple[str, Image.I
 
 # ----------------------------------------------------------------------------------- R1 class level
 def build_fashion_mnist(folder: Path, say=print, per_class_q: int = 10, per_class_db: int = 50, size: int = 112) -> bool:
+    """R1 from Fashion-MNIST: test images query train images (disjoint by construction)."""
     from ...data import build_dataset
     from ...data.registry import DatasetError
 
@@ -126,30 +132,53 @@ def build_fashion_mnist(folder: Path, say=print, per_class_q: int = 10, per_clas
     except DatasetError as err:
         say(f"[retrieval] {FMNIST} skipped: Fashion-MNIST not found ({str(err).splitlines()[0]})")
         return False
+    return build_class_level(folder, FMNIST, ("fmnist_test", "fmnist_train"), (test.items, test.targets),
+                             (train.items, train.targets), "Fashion-MNIST (test queries, train database)", say,
+                             per_class_q, per_class_db, size)
+
+
+def build_digits(folder: Path, say=print, per_class_q: int = 10, per_class_db: int = 50, size: int = 112) -> bool:
+    """R1 from scikit-learn's digits (1,797 8×8 images): a seeded split into a query pool and a database pool."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = (digits.images * (255 / 16)).round().astype(np.uint8)  # N, 8, 8 (values 0..16)
+    split = np.random.default_rng(SEED + 1).random(len(pixels)) < 0.3  # ~30 % may become queries
+    pools = [(pixels[m], digits.target[m]) for m in (split, ~split)]
+    ids = [np.flatnonzero(m) for m in (split, ~split)]
+    return build_class_level(folder, DIGITS, ("digits_query", "digits_db"), *pools, "scikit-learn digits (disjoint query/database pools)",
+                             say, per_class_q, per_class_db, size, ids=ids)
+
+
+def build_class_level(folder: Path, name: str, prefixes: tuple[str, str], query_pool, db_pool, source: str, say=print,
+                      per_class_q: int = 10, per_class_db: int = 50, size: int = 112, ids=None) -> bool:
+    """Per class: ``per_class_q`` queries from ``query_pool``; ``per_class_db`` database images from
+    ``db_pool``, the first half as they are (easy), the second half rotated/shrunk/tinted (hard)."""
+    (q_items, q_targets), (d_items, d_targets) = query_pool, db_pool
+    q_names, d_names = ids if ids is not None else (np.arange(len(q_items)), np.arange(len(d_items)))
     rng = np.random.default_rng(SEED)
     queries, db = [], []
-    for c in range(len(test.classnames)):
-        q_ids = rng.choice(np.flatnonzero(np.asarray(test.targets) == c), per_class_q, replace=False)
-        d_ids = rng.choice(np.flatnonzero(np.asarray(train.targets) == c), per_class_db, replace=False)
+    for c in np.unique(np.asarray(q_targets)):
+        q_ids = rng.choice(np.flatnonzero(np.asarray(q_targets) == c), per_class_q, replace=False)
+        d_ids = rng.choice(np.flatnonzero(np.asarray(d_targets) == c), per_class_db, replace=False)
         names = {"easy": [], "hard": []}
         for j, i in enumerate(d_ids):
             kind = "easy" if j < per_class_db // 2 else "hard"
-            image = _upscale(train.items[i], size)
+            image = _upscale(d_items[i], size)
             if kind == "hard":
                 image = _hard_class_view(image, rng)
-            name = f"fmnist_train_{int(i):05d}"
-            names[kind].append(name)
-            db.append((name, image))
+            key = f"{prefixes[1]}_{int(d_names[i]):05d}"
+            names[kind].append(key)
+            db.append((key, image))
         for i in q_ids:
-            image = _upscale(test.items[i], size)
-            queries.append((f"fmnist_test_{int(i):05d}", image, _object_box(image), names))
+            image = _upscale(q_items[i], size)
+            queries.append((f"{prefixes[0]}_{int(q_names[i]):05d}", image, _object_box(image), names))
     images, imlist, qimlist, gnd = assemble(db, queries, rng)
-    write_official(folder, FMNIST, images, imlist, qimlist, gnd,
-                   {"kind": "R1 class-level", "source": "Fashion-MNIST (test queries, train database)",
-                    "size": size, "queries": len(qimlist), "database": len(imlist),
-                    "easy": "same class, as is", "hard": "same class, rotated 90/180/270, shrunk 50-70%, tinted",
-                    "junk": "none"})
-    say(f"[retrieval] {FMNIST}: {len(qimlist)} queries, {len(imlist)} database images")
+    write_official(folder, name, images, imlist, qimlist, gnd,
+                   {"kind": "R1 class-level", "source": source, "size": size, "queries": len(qimlist),
+                    "database": len(imlist), "easy": "same class, as is",
+                    "hard": "same class, rotated 90/180/270, shrunk 50-70%, tinted", "junk": "none"})
+    say(f"[retrieval] {name}: {len(qimlist)} queries, {len(imlist)} database images")
     return True
 
 
