@@ -85,7 +85,7 @@ def load_frame(path: Path, size: tuple[int, int], mean, std) -> torch.Tensor:
     """A JPEG → normalised 3, H′, W′ tensor."""
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"))
+            pixels = np.array(image.convert("RGB"))  # writable: torch.from_numpy shares it
     except (FileNotFoundError, OSError) as err:
         raise TaskError(f"frame {path} cannot be read ({err})") from err
     image = resize_bilinear(pixels, size).div_(255.0)
