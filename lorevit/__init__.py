@@ -3,11 +3,20 @@
 Wang, Yu, He, Gong. "Enhancing Pre-trained ViTs for Downstream Task Adaptation: A Locality-Aware
 Prompt Learning Method." ACM Multimedia 2024.
 """
-from .backbone import PromptedViT, create_backbone
 from .config import Config
-from .model import PromptedClassifier, create_model
 
 __version__ = "0.1.0"
+_LAZY = {"PromptedViT": "backbone", "create_backbone": "backbone", "PromptedClassifier": "model",
+         "create_model": "model"}
+
+
+def __getattr__(name: str):
+    """Torch-heavy names load on first use: ``lorevit --help`` and config errors never import torch."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_adapter(path, backbone=None, device="cpu"):

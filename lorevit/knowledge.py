@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .paths import sub_dir
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ KNOWLEDGE_TEMPLATE = "This is a photo of a {}."  # spec: the knowledge prompt
 ZERO_SHOT_TEMPLATE = "a photo of a {}."  # spec §4: CLIP zero-shot prediction
 
 
-class KnowledgeError(ValueError):
+class KnowledgeError(UserError, ValueError):
     pass
 
 

@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities import rank_zero_only
 
 from .adapter import FILENAME as ADAPTER_FILE
@@ -22,33 +24,30 @@ from .adapter import save_adapter
 from .backbone import PromptedViT, create_backbone
 from .config import Config, ConfigError
 from .data import easy_indices, few_shot_indices, hard_indices
+from .data.sampling import short_classes
 from .io import write_json, write_text
 from .knowledge import ZERO_SHOT_TEMPLATE, class_features
 from .methods import METHODS, ZeroShotHead
 from .model import ARCH_KEYS, PromptedClassifier, create_model
 from .paths import sub_dir
 from .training import ClassificationData, LitClassifier, predict_loader
+from .errors import UserError
 
 log = logging.getLogger(__name__)
-PROTOCOLS = ("few-shot", "full", "easy-to-hard")
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """The run cannot start as asked (output directory state, resume); nothing was written."""
 
 
 def validate(cfg: Config) -> None:
-    if cfg.method not in METHODS:
-        raise ConfigError(f"method {cfg.method!r} is unknown; choose one of {', '.join(METHODS)}")
-    if cfg.protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol {cfg.protocol!r} is unknown; choose one of {', '.join(PROTOCOLS)}")
-    if cfg.bad_images not in ("fail", "skip"):
-        raise ConfigError("bad_images must be 'fail' or 'skip'")
-    for key in ("shots", "epochs", "batch_size", "img_size", "stage_shots"):
-        if getattr(cfg, key) is None or getattr(cfg, key) < (0 if key == "epochs" else 1):
-            raise ConfigError(f"{key} must be a positive integer, got {getattr(cfg, key)!r}")
-    if cfg.protocol == "easy-to-hard" and not METHODS[cfg.method].trains:
-        raise ConfigError("easy-to-hard trains two stages; method zero-shot trains nothing")
+    """What Config's own checks cannot know without torch: the machine's accelerators."""
+    if cfg.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"accelerator: {cfg.accelerator!r} asked for, but this machine has no CUDA GPU "
+                          "(torch.cuda.is_available() is False); use --accelerator cpu or auto")
+    if cfg.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("accelerator: 'mps' asked for, but Apple's MPS is not available here; use --accelerator cpu")
+    _trainer(cfg, Path(tempfile.gettempdir()), 1, False, [])  # Lightning checks devices/strategy/precision: before any file is written
 
 
 def prepare_output(cfg: Config) -> Path:
@@ -85,13 +84,22 @@ def make_trainer(cfg: Config, out: Path, epochs: int, stage: str = "") -> L.Trai
         loggers.append(TensorBoardLogger(out, name="logs", version=stage or "tensorboard"))
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints" / stage, save_last=True, save_top_k=0, every_n_epochs=1)
     callbacks = [checkpoint] + ([progress_bar()] if cfg.progress else [])
-    return L.Trainer(
-        max_epochs=epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes, precision=cfg.precision, logger=loggers, callbacks=callbacks,
-        enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=1,
-        num_sanity_val_steps=0, default_root_dir=out, deterministic=False,
-        check_val_every_n_epoch=max(cfg.val_every, 1), limit_val_batches=1.0 if cfg.val_every else 0,
-    )
+    return _trainer(cfg, out, epochs, loggers, callbacks)
+
+
+def _trainer(cfg: Config, out: Path, epochs: int, loggers, callbacks: list) -> L.Trainer:
+    """Lightning's Trainer for ``cfg``; its own refusals of the trainer keys become one ConfigError."""
+    try:
+        return L.Trainer(
+            max_epochs=epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+            num_nodes=cfg.num_nodes, precision=cfg.precision, logger=loggers, callbacks=callbacks,
+            enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=1,
+            num_sanity_val_steps=0, default_root_dir=out, deterministic=False,
+            check_val_every_n_epoch=max(cfg.val_every, 1), limit_val_batches=1.0 if cfg.val_every else 0,
+        )
+    except (ValueError, TypeError, MisconfigurationException) as err:
+        raise ConfigError(f"trainer settings (accelerator {cfg.accelerator!r}, devices {cfg.devices!r}, strategy "
+                          f"{cfg.strategy!r}, precision {cfg.precision!r}, num_nodes {cfg.num_nodes}): {err}") from None
 
 
 def fit_and_test(cfg, model, data, out, *, stage="", epochs=None, lr=None, negatives=None, ckpt_path=None):
@@ -209,6 +217,9 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
         write_text(out / "config.yaml", cfg.to_yaml())
     metrics = summary(cfg, model)
     metrics["num_test"] = len(data.test_indices)
+    if cfg.protocol == "few-shot" and cfg.allow_fewer_shots:  # the opt-in is never silent
+        short = short_classes(data.train_set.targets, cfg.shots)
+        metrics["fewer_shots"] = {data.classnames[c]: n for c, n in short.items()}
     if cfg.protocol == "easy-to-hard":
         metrics.update(easy_to_hard(cfg, model, data, out))
         metrics["num_train"] = len(data.train_indices)

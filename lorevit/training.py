@@ -57,14 +57,16 @@ class ClassificationData(L.LightningDataModule):
         self.cfg = cfg
         self.train_transform = image_transforms(data_config, cfg.img_size, train=True)
         self.test_transform = image_transforms(data_config, cfg.img_size, train=False)
-        kwargs = dict(root=cfg.data_root, download=cfg.download, bad_images=cfg.bad_images)
+        kwargs = dict(root=cfg.data_root, download=cfg.download, bad_images=cfg.bad_images,
+                      test_fraction=cfg.test_fraction)
         self.train_set = build_dataset(cfg.dataset, "train", transform=self.train_transform, **kwargs)
         self.test_set = build_dataset(cfg.dataset, "test", transform=self.test_transform, **kwargs)
         if self.train_set.classnames != self.test_set.classnames:
             raise ValueError(f"{cfg.dataset}: train and test splits disagree on the class list")
         self.classnames = list(self.train_set.classnames)
         if train_indices is None:
-            train_indices = few_shot_indices(self.train_set.targets, cfg.shots, cfg.seed) \
+            train_indices = few_shot_indices(self.train_set.targets, cfg.shots, cfg.seed, self.classnames,
+                                             cfg.allow_fewer_shots) \
                 if cfg.protocol != "full" else range(len(self.train_set))
         self.train_indices = list(train_indices)
         self.test_indices = subset_indices(len(self.test_set), cfg.test_subset, cfg.test_seed) \
@@ -73,7 +75,7 @@ class ClassificationData(L.LightningDataModule):
     def loader(self, dataset, indices, train: bool, transform=None) -> DataLoader:
         if transform is not None:  # e.g. feature extraction from the train split without augmentation
             dataset = build_dataset(self.cfg.dataset, "train", root=self.cfg.data_root, transform=transform,
-                                    bad_images=self.cfg.bad_images)
+                                    bad_images=self.cfg.bad_images, test_fraction=self.cfg.test_fraction)
         batch_size = self.cfg.batch_size if train else self.cfg.eval_batch_size
         return DataLoader(Indexed(dataset, indices), batch_size=batch_size, shuffle=train,
                           drop_last=False, num_workers=self.cfg.num_workers, collate_fn=collate_skip_bad,

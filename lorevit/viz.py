@@ -262,17 +262,3 @@ def cmd_visualize(args) -> int:
                      count=args.count or 4, seed=args.seed, split=args.split, use_predicted=args.predicted)
     print(f"{info['rows']} image(s) × {info['columns']} panels written to {info['path']}")
     return 0
-
-
-def register(commands) -> None:
-    p = commands.add_parser("visualize", help="paper Fig. 3: Black Box, KLA and LORE attention over images")
-    p.add_argument("--adapter", required=True, help="a run's output directory")
-    p.add_argument("images", nargs="*", help="image files (default: --count test images of the adapter's dataset)")
-    p.add_argument("--dataset", help="dataset to draw images from (default: the adapter's)")
-    p.add_argument("--data-root", "--data_root", dest="data_root")
-    p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--count", type=int, default=None, help="number of dataset images (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="which dataset images")
-    p.add_argument("--predicted", action="store_true", help="KLA query: the predicted class, not the true one")
-    p.add_argument("--output", default="attention.png", help="PNG file (default attention.png)")
-    p.set_defaults(func=cmd_visualize)

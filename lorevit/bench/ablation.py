@@ -34,8 +34,8 @@ from ..backbone import create_backbone
 from ..config import Config, ConfigError
 from ..io import atomic_write, write_json, write_text
 from ..methods import METHODS
+from .defaults import ABLATION_DEFAULTS, ALL_METHODS, DEFAULT_SEEDS, DEFAULT_SHOTS  # noqa: F401 (re-exported)
 
-ALL_METHODS = ("linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "zero-shot")
 LABELS = {
     "zero-shot": "zero-shot CLIP", "linear": "B-B (linear probe)", "vpt-shallow": "B-B + VPT-shallow",
     "vpt-deep": "B-B + VPT-deep", "lore-no-kp": "LORE w/o L_kp", "lore": "LORE",
@@ -48,9 +48,6 @@ CLAIM = ("lore", "lore-no-kp", "vpt-deep", "linear")
 # 32): a LORE training step ≈ 1.4 s, inference ≈ 47 img/s, so a 16-shot LORE run takes ≈ 2 min and
 # the grid (5 trained methods × k ∈ {4, 16} × 3 seeds = 30 runs; zero-shot is n/a without CLIP)
 # ≈ 45 min. Sharing the cores with other work stretches it 2–3×.
-ABLATION_DEFAULTS = dict(img_size=112, epochs=10, test_subset=2000, test_seed=0, progress=False)
-DEFAULT_SHOTS = (4, 16)
-DEFAULT_SEEDS = (0, 1, 2)
 # Keys whose value must agree between a finished run on disk and the benchmark that reuses it.
 RUN_KEYS = ("method", "backbone", "weights", "backbone_kwargs", "knowledge", "dataset", "data_root", "protocol",
             "shots", "test_subset", "test_seed", "img_size", "epochs", "batch_size", "lr", "lr_min", "momentum",
@@ -269,15 +266,15 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
     run_seconds: list[float] = []
     zero_shot_result: dict | None = None
     for i, (method, k, seed) in enumerate(grid, 1):
-        cfg = run_config(plan, out, method, k, seed)
         label = f"[{i}/{len(grid)}] {method} {k}-shot seed {seed}"
         if method == "zero-shot":
-            reason = zero_shot_unavailable(cfg)
+            reason = zero_shot_unavailable(plan.base)  # before building its Config, which would refuse it
             if reason:
                 if method not in notes:
                     say(f"{label}: {reason}")
                 notes[method] = reason
                 continue
+        cfg = run_config(plan, out, method, k, seed)
         path = Path(cfg.output)
         if (path / "metrics.json").is_file():
             _check_reusable(cfg, path)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ..config import ConfigError
 
+ABLATION_OWN_OPTIONS = ("method", "shots", "seed", "output", "protocol", "resume")  # not config keys there
+
 
 def _int_list(text: str, what: str) -> list[int]:
     try:
@@ -34,9 +36,10 @@ def _str_list(text: str) -> list[str]:
 def cmd_ablation(args) -> int:
     from ..cli import config_from_args
     from ..config import Config
-    from .ablation import ABLATION_DEFAULTS, AblationPlan, run_ablation
+    from .ablation import AblationPlan, run_ablation
+    from .defaults import ABLATION_DEFAULTS
 
-    base = config_from_args(args, Config(**ABLATION_DEFAULTS))
+    base = config_from_args(args, Config(**ABLATION_DEFAULTS), skip=ABLATION_OWN_OPTIONS)
     plan = AblationPlan(base, methods=_str_list(args.methods), shots=_int_list(args.shots, "shots"),
                         seeds=_int_list(args.seeds, "seeds"), full_test=args.full_test)
     report = run_ablation(plan, args.output, progress=print)
@@ -73,8 +76,7 @@ def cmd_complexity(args) -> int:
 def register(commands) -> None:
     from ..cli import add_config_options
     from ..config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS
-    from .ablation import ALL_METHODS, DEFAULT_SEEDS, DEFAULT_SHOTS
-    from .complexity import METHODS as COST_METHODS
+    from .defaults import ALL_METHODS, COST_METHODS, DEFAULT_SEEDS, DEFAULT_SHOTS
 
     bench = commands.add_parser("bench", help="benchmarks: the ablation (Table 5), the cost table (Table 7), the other tasks")
     sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -90,7 +92,7 @@ def register(commands) -> None:
     ablation.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="e.g. 0,1,2")
     ablation.add_argument("--full-test", action="store_true", help="evaluate on the whole test split")
     ablation.add_argument("--output", default="benchmarks/ablation", help="directory (default benchmarks/ablation)")
-    add_config_options(ablation, skip=("method", "shots", "seed", "output", "protocol", "resume"))
+    add_config_options(ablation, skip=ABLATION_OWN_OPTIONS)
     ablation.set_defaults(func=cmd_ablation)
 
     cost = sub.add_parser("complexity", help="parameters, GFLOPs, throughput, step time, memory → complexity.{json,md}")
@@ -116,6 +118,6 @@ def register(commands) -> None:
     cost.add_argument("--output", default="benchmarks/complexity", help="directory (default benchmarks/complexity)")
     cost.set_defaults(func=cmd_complexity)
 
-    from ..tasks.bench import register_bench
+    from ..tasks.cli import register_bench
 
     register_bench(sub)

@@ -46,8 +46,8 @@ from ..backbone import PromptedViT, create_backbone
 from ..config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS, Config, ConfigError
 from ..io import write_json, write_text
 from ..model import PromptedClassifier, create_model
+from .defaults import COST_METHODS as METHODS
 
-METHODS = ("linear", "vpt-deep", "lore-no-kp", "lore")
 LABELS = {"linear": "B-B (linear head)", "vpt-deep": "B-B + VPT-deep", "lore-no-kp": "LORE w/o L_kp", "lore": "LORE"}
 
 # Targets of the issue, as (name, numerator, denominator, metric, bound, higher_is_better).

@@ -10,13 +10,14 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
+from ..errors import UserError
 
 log = logging.getLogger("lorevit.data")
 
 BAD_IMAGE_MODES = ("fail", "skip")
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset is missing, laid out wrongly or holds an unreadable file.
 
     The message names the problem, the expected on-disk layout and where to get the data.

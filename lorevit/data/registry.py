@@ -170,7 +170,15 @@ def _download(spec: DatasetSpec, root: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- building
-def read_records(name: str, split: str, root: str | os.PathLike | None = None, download: bool = False) -> tuple[DatasetSpec, Path, Records]:
+def _holdout_layout(spec: DatasetSpec, test_fraction: float, seed: int) -> Layout:
+    """A class-per-folder tree without split folders: a seeded per-class ``test_fraction`` is test."""
+    if spec.name != "imagefolder":
+        raise DatasetError(f"test_fraction applies to 'imagefolder' trees only; {spec.name!r} has its own test split")
+    return Layout("*", ImageFolder({"train": ("",), "test": ("",)}, holdout=test_fraction, seed=seed))
+
+
+def read_records(name: str, split: str, root: str | os.PathLike | None = None, download: bool = False,
+                 test_fraction: float | None = None, split_seed: int = 0) -> tuple[DatasetSpec, Path, Records]:
     """Find and read a dataset's file list (no image decoding); ``build_dataset`` wraps it."""
     spec = get_spec(name)
     if split == "val":
@@ -179,6 +187,8 @@ def read_records(name: str, split: str, root: str | os.PathLike | None = None, d
         raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
     root_path = Path(root).expanduser() if root is not None else default_root(spec)
     found = _locate(spec, root_path)
+    if test_fraction is not None:
+        found = (_holdout_layout(spec, test_fraction, split_seed), root_path) if root_path.is_dir() else None
     if found is None and download:
         _download(spec, root_path)
         found = _locate(spec, root_path)
@@ -216,6 +226,8 @@ def build_dataset(
     transform: Callable[[Any], Any] | None = None,
     download: bool = False,
     bad_images: str = "fail",
+    test_fraction: float | None = None,
+    split_seed: int = 0,
 ) -> LabeledDataset:
     """The ``split`` ("train" or "test") of dataset ``name`` as a :class:`LabeledDataset`.
 
@@ -223,11 +235,12 @@ def build_dataset(
     it (ImageNet, ImageNet-100, Tiny-ImageNet). ``root=None`` uses the default location (see
     :func:`default_root`); ``download=True`` fetches datasets torchvision can download when
     they are not already there. Missing or malformed data raise :class:`DatasetError` with the
-    expected layout and where to get the data.
+    expected layout and where to get the data. ``test_fraction`` (``imagefolder`` only) reads a
+    tree of class folders without ``train/``/``test/`` and holds out that seeded share per class.
     """
     if bad_images not in BAD_IMAGE_MODES:
         raise DatasetError(f"bad_images must be one of {BAD_IMAGE_MODES}, got {bad_images!r}")
-    spec, root_path, records = read_records(name, split, root, download)
+    spec, root_path, records = read_records(name, split, root, download, test_fraction, split_seed)
     return LabeledDataset(
         spec.name, "test" if split == "val" else split, records.items, records.targets,
         records.classnames, transform=transform, bad_images=bad_images, root=root_path,
@@ -298,7 +311,9 @@ register(DatasetSpec(
     layouts=(Layout("train", ImageFolder({"train": ("train",), "test": ("test", "val")})),),
     expected="""\
   train/<class>/<images>     test/<class>/<images>   (or val/ instead of test/)
-  classnames.txt             optional: `<folder><TAB or space><readable name>` per line""",
+  classnames.txt             optional: `<folder><TAB or space><readable name>` per line
+  No train/ and test/? Keep one folder per class in the root and set `test_fraction: 0.2`
+  (--test-fraction 0.2): a seeded 80/20 split per class.""",
     source="your own images (always pass root=...)",
 ))
 

@@ -18,27 +18,40 @@ def _by_class(targets: Sequence[int]) -> dict[int, list[int]]:
     return dict(sorted(groups.items()))
 
 
-def few_shot_indices(targets: Sequence[int], shots: int, seed: int) -> list[int]:
+def short_classes(targets: Sequence[int], shots: int) -> dict[int, int]:
+    """Classes holding fewer than ``shots`` images: {label: count}."""
+    return {label: len(idx) for label, idx in _by_class(targets).items() if len(idx) < shots}
+
+
+def few_shot_indices(targets: Sequence[int], shots: int, seed: int, classnames: Sequence[str] | None = None,
+                     allow_fewer: bool = True) -> list[int]:
     """``shots`` random indices per class, deterministic per ``seed``, never repeated.
 
     Each class draws from its own generator seeded by ``(seed, class)``, so a class's pick does
     not depend on the other classes, and for one seed the 8-shot pick is the first half of the
     16-shot pick. A class with fewer than ``shots`` images contributes all of them (with a
-    warning). The result is sorted.
+    warning) when ``allow_fewer``, else it is an error naming the class: a run must not claim a
+    protocol it did not follow. The result is sorted.
     """
     if shots <= 0:
         raise ValueError(f"shots must be positive, got {shots}")
+    short = short_classes(targets, shots)
+    if short and not allow_fewer:
+        from .dataset import DatasetError
+
+        name = (lambda c: f"{classnames[c]!r}") if classnames else (lambda c: f"class {c}")
+        listed = ", ".join(f"{name(c)} has {n}" for c, n in list(short.items())[:5])
+        raise DatasetError(f"{shots}-shot sampling needs {shots} training images per class, but {len(short)} class(es) "
+                           f"hold fewer ({listed}{', ...' if len(short) > 5 else ''}); lower --shots, or pass "
+                           "--allow-fewer-shots true to take all of theirs (recorded in metrics.json)")
     chosen: list[int] = []
-    short: list[tuple[int, int]] = []
     for label, idx in _by_class(targets).items():
         order = np.random.default_rng([seed, label]).permutation(len(idx))
-        if len(idx) < shots:
-            short.append((label, len(idx)))
         chosen.extend(idx[j] for j in order[:shots])
     if short:
         msg = (
             f"{len(short)} class(es) have fewer than {shots} images; taking all of them "
-            f"(class: count {', '.join(f'{c}: {n}' for c, n in short[:10])})"
+            f"(class: count {', '.join(f'{c}: {n}' for c, n in list(short.items())[:10])})"
         )
         log.warning(msg)
         warnings.warn(msg, stacklevel=2)

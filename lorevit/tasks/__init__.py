@@ -9,6 +9,18 @@
 A task never trains and never imports Lightning; evaluators are pure functions of arrays.
 """
 from .errors import TaskError
-from .features import Features, FeatureExtractor, load_extractor
 
-__all__ = ["Features", "FeatureExtractor", "TaskError", "load_extractor"]
+TASKS = ("retrieval", "correspondence", "video")  # each a package lorevit.tasks.<task>
+_LAZY = {"Features": "features", "FeatureExtractor": "features", "load_extractor": "features"}
+
+
+def __getattr__(name: str):
+    """Torch-heavy names load on first use, so the CLI parses arguments without importing torch."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["TASKS", "Features", "FeatureExtractor", "TaskError", "load_extractor"]

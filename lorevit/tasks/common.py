@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import platform
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import TaskError
-from .features import FeatureExtractor, load_extractor
+
+if TYPE_CHECKING:  # torch loads when a command runs, not when the CLI parses its arguments
+    import torch
+
+    from .features import FeatureExtractor
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +37,9 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
                        help="images per forward pass where sizes match")
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> "torch.device":
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -46,8 +51,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def extractor_from_args(args: argparse.Namespace) -> FeatureExtractor:
+def extractor_from_args(args: argparse.Namespace) -> "FeatureExtractor":
     from ..cli import yaml_value
+    from .features import load_extractor
 
     kwargs = yaml_value(args.backbone_kwargs, "backbone-kwargs") or {}
     if not isinstance(kwargs, dict):
@@ -60,9 +66,10 @@ def extractor_from_args(args: argparse.Namespace) -> FeatureExtractor:
     return load_extractor(args.adapter, args.backbone, weights, kwargs, args.base_size, resolve_device(args.device))
 
 
-def setup_record(extractor: FeatureExtractor, **protocol) -> dict:
+def setup_record(extractor: "FeatureExtractor", **protocol) -> dict:
     """What a results file says about how it was made: the feature source, the protocol, the machine."""
     import timm
+    import torch
 
     from .. import __version__
 

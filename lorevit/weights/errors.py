@@ -1,8 +1,10 @@
 """The one exception type of :mod:`lorevit.weights`."""
 from __future__ import annotations
 
+from ..errors import UserError
 
-class WeightsError(Exception):
+
+class WeightsError(UserError):
     """Weights could not be found, converted, verified, read or loaded.
 
     The message always says which file or package is involved and what to do about it.
