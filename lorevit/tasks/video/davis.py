@@ -8,6 +8,7 @@ Masks are written with the PASCAL-VOC colormap (the evaluator reads only the ind
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,16 @@ def read_mask(path: str | Path, what: str = "mask") -> np.ndarray:
         raise TaskError(f"{what} {path} is missing") from err
     except OSError as err:
         raise TaskError(f"{what} {path} cannot be read as a PNG ({err})") from err
+
+
+def read_masks(paths: list[Path], what: str = "mask") -> list[np.ndarray]:
+    """:func:`read_mask` of many files, decoded on a few threads (PNG decoding releases the GIL)."""
+    if len(paths) < 8:
+        return [read_mask(p, what) for p in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda p: read_mask(p, what), paths))
 
 
 @dataclass
@@ -153,7 +164,7 @@ class Davis:
 
     def ground_truth(self, sequence: Sequence) -> np.ndarray:
         """n, H, W uint8 ids of every annotated frame, void (255) kept; equal sizes checked."""
-        masks = [read_mask(p, "annotation") for p in sequence.annotations]
+        masks = read_masks(sequence.annotations, "annotation")
         first = masks[0].shape
         for path, mask in zip(sequence.annotations, masks):
             if mask.shape != first:

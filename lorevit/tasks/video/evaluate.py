@@ -25,7 +25,7 @@ import numpy as np
 
 from ...io import write_json, write_text
 from ..errors import TaskError
-from .davis import VOID, Davis, Sequence, read_mask
+from .davis import VOID, Davis, Sequence, read_masks
 from .metrics import db_statistics, label_measures
 
 GLOBAL_KEYS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
@@ -44,12 +44,12 @@ def read_results(results: Path, sequence: Sequence, frame_ids: list[str], shape:
     if not folder.is_dir():
         raise TaskError(f"results {folder} is missing: the results folder has no predictions for sequence "
                         f"{sequence.name!r} (expected {folder}/<frame>.png)")
-    out = np.zeros((len(frame_ids), *shape), np.uint8)
-    for k, frame in enumerate(frame_ids):
-        path = folder / f"{frame}.png"
+    paths = [folder / f"{frame}.png" for frame in frame_ids]
+    for path in paths:
         if not path.is_file():
             raise TaskError(f"result {path} is missing: every frame of {sequence.name!r} needs a prediction")
-        mask = read_mask(path, "result")
+    out = np.zeros((len(frame_ids), *shape), np.uint8)
+    for k, (path, mask) in enumerate(zip(paths, read_masks(paths, "result"))):
         if mask.shape != shape:
             raise TaskError(f"result {path} is {mask.shape[1]}×{mask.shape[0]} but the ground truth of "
                             f"{sequence.name!r} is {shape[1]}×{shape[0]}: write masks at the annotation size")

@@ -78,14 +78,23 @@ def _within(points: np.ndarray, others: np.ndarray, radius: int) -> int:
     hits = np.zeros((h, w + 1), np.int32)
     hits[others[:, 0] - y0, others[:, 1] - x0 + 1] = 1
     np.cumsum(hits, axis=1, out=hits)  # hits[y, k] = #others in row y at box columns < k
+    py, px = points[:, 0] - y0, points[:, 1] - x0
+    # first the disk's middle row (the widest segment): most matched points are found there
+    row = (py >= 0) & (py < h)
+    yr = np.clip(py, 0, h - 1)
+    middle = row & (hits[yr, np.clip(px + radius + 1, 0, w)] > hits[yr, np.clip(px - radius, 0, w)])
+    matched = int(np.count_nonzero(middle))
+    py, px = py[~middle, None], px[~middle, None]
+    if len(py) == 0:
+        return matched
     dy, half = _disk_rows(radius)
-    ys = points[:, :1] - y0 + dy  # n, 2r + 1 (box rows)
+    ys = py + dy  # n, 2r + 1 (box rows)
     inside = (ys >= 0) & (ys < h)
     ys = np.clip(ys, 0, h - 1)
-    left = np.clip(points[:, 1:] - x0 - half, 0, w)  # segment [x − half, x + half] ∩ the box's columns
-    right = np.clip(points[:, 1:] - x0 + half + 1, 0, w)
-    count = (hits[ys, right] - hits[ys, left]) * inside
-    return int(np.count_nonzero(count.any(1)))
+    left = np.clip(px - half, 0, w)  # segment [x − half, x + half] ∩ the box's columns
+    right = np.clip(px + half + 1, 0, w)
+    hit = (hits[ys, right] > hits[ys, left]) & inside
+    return matched + int(np.count_nonzero(hit.any(1)))
 
 
 def f_from_boundaries(pred_points: np.ndarray, gt_points: np.ndarray, radius: int) -> float:
@@ -172,10 +181,13 @@ def _boundary_candidates(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([ys, xs], 1), np.stack([own, east, south, diag], 1)
 
 
-def _object_counts(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """256 × 256 joint histogram of (gt id, pred id) of one frame's uint8 label maps."""
-    codes = (gt.astype(np.uint16) << 8) | pred
-    return np.bincount(codes.ravel(), minlength=65536).reshape(256, 256)
+def _object_counts(gt: np.ndarray, pred: np.ndarray, n_objects: int) -> np.ndarray:
+    """(n_objects + 2)² joint histogram of (gt id, pred id) of one frame; ids > n_objects share the last bin."""
+    k = n_objects + 2
+    g = np.minimum(gt, n_objects + 1)
+    p = np.minimum(pred, n_objects + 1)
+    codes = g.astype(np.uint8 if k * k <= 256 else np.int64) * k + p
+    return np.bincount(codes.ravel(), minlength=k * k).reshape(k, k)
 
 
 def _crops(gt: np.ndarray, pred: np.ndarray) -> list[tuple[slice, slice] | None]:
@@ -215,7 +227,7 @@ def label_measures(gt: np.ndarray, pred: np.ndarray, n_objects: int,
         if box is None:
             continue
         g, p = gt[t][box], pred[t][box]
-        counts = _object_counts(g, p)
+        counts = _object_counts(g, p, n_objects)
         inter = counts[objects, objects]
         union = counts[objects, :].sum(1) + counts[:, objects].sum(0) - inter
         j[:, t] = np.where(union == 0, 1.0, inter / np.maximum(union, 1))
