@@ -8,10 +8,19 @@
 - :mod:`.figure`: matched keypoints drawn side by side;
 - :mod:`.cli` (``lorevit correspondence``), :mod:`.standins` (C1–C4, §4), :mod:`.bench` (``lorevit bench tasks``).
 """
-from .evaluate import Evaluation, evaluate, evaluate_identity
-from .matching import identity_prediction, match
-from .metrics import ALPHAS, correct, pck, pck_table
-from .spair import Pair, PairSet, read_pairs
+_LAZY = {"Evaluation": "evaluate", "evaluate": "evaluate", "evaluate_identity": "evaluate",
+         "identity_prediction": "matching", "match": "matching",
+         "ALPHAS": "metrics", "correct": "metrics", "pck": "metrics", "pck_table": "metrics",
+         "Pair": "spair", "PairSet": "spair", "read_pairs": "spair"}
 
-__all__ = ["ALPHAS", "Evaluation", "Pair", "PairSet", "correct", "evaluate", "evaluate_identity",
-           "identity_prediction", "match", "pck", "pck_table", "read_pairs"]
+
+def __getattr__(name: str):
+    """Names load on first use: ``lorevit --help`` imports this package's cli without torch."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

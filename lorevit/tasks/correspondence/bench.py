@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..bench import BenchContext, TaskResult
 from .evaluate import evaluate, evaluate_identity
-from .figure import draw_pairs
+from .figure import draw_pairs, spread
 from .spair import read_pairs
 
 IDENTITY = "identity (same pixel)"
@@ -36,7 +36,8 @@ def bench(ctx: BenchContext) -> list[TaskResult]:
         _record(rows, details, name, result.table())
         throughput[name] = round(result.pairs_per_s, 3)
         figure = ctx.work_dir / "correspondence" / f"{name.replace('/', '_')}.png"
-        draw_pairs(pairs[:: max(1, len(pairs) // 4)][:4], result.preds[:: max(1, len(pairs) // 4)][:4], figure,
+        shown = spread(len(pairs), 4)
+        draw_pairs([pairs[i] for i in shown], [result.preds[i] for i in shown], figure,
                    title=f"{name}: PCK@0.1 ({dataset})")
     _record(rows, details, IDENTITY, evaluate_identity(pairs).table())
     notes = ("PCK@0.1 per image (%), DIFT protocol: 224² input, last-block tokens upsampled bilinearly to the "

@@ -32,7 +32,7 @@ def register(commands) -> None:
     p.add_argument("--method", choices=("trick", "explicit"), default="trick",
                    help="trick: exact cosine without a C×H×W map (default); explicit: the upsampled-map reference")
     p.add_argument("--figure-pairs", "--figure_pairs", dest="figure_pairs", type=int, default=4,
-                   help="pairs drawn in OUT/correspondence.png (0: no figure)")
+                   help="pairs drawn in OUT/correspondence.png, spread over the set (0: no figure)")
     p.add_argument("--output", required=True, help="results folder")
     add_source_options(p)
     p.set_defaults(func=cmd_correspondence)
@@ -49,7 +49,7 @@ def cmd_correspondence(args: argparse.Namespace) -> int:
     from ..common import extractor_from_args, setup_record
     from ..errors import TaskError
     from .evaluate import evaluate, evaluate_identity
-    from .figure import render_pairs
+    from .figure import render_pairs, spread
     from .spair import read_pairs
 
     if args.max_pairs is not None and args.max_pairs < 1:
@@ -80,7 +80,8 @@ def cmd_correspondence(args: argparse.Namespace) -> int:
     }
     figure = None
     if args.figure_pairs > 0:  # rendered in memory first: nothing is written before everything is computed
-        figure = render_pairs(pairs[: args.figure_pairs], result.preds[: args.figure_pairs],
+        shown = spread(len(pairs), args.figure_pairs)
+        figure = render_pairs([pairs[i] for i in shown], [result.preds[i] for i in shown],
                               title=f"{extractor.label}: PCK@0.1 source → target")
     write_json(output / "predictions.json", result.predictions())
     if figure is not None:

@@ -13,15 +13,22 @@ from .spair import Pair
 OK, WRONG, GT = "#1a9850", "#d73027", "#ffffbf"
 
 
+def spread(count: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``count`` items (all of them when k ≥ count): the pairs to draw."""
+    if k >= count:
+        return list(range(count))
+    return [round(i * (count - 1) / max(1, k - 1)) for i in range(k)]
+
+
 def draw_pairs(pairs: list[Pair], preds: list[np.ndarray], path: str | Path, alpha: float = 0.1,
-               title: str = "", height: int = 320) -> Path:
+               title: str = "", height: int = 240) -> Path:
     """:func:`render_pairs` written atomically to ``path``."""
     png = render_pairs(pairs, preds, alpha, title, height)
     return atomic_write(path, lambda tmp: tmp.write_bytes(png))
 
 
 def render_pairs(pairs: list[Pair], preds: list[np.ndarray], alpha: float = 0.1, title: str = "",
-                 height: int = 320) -> bytes:
+                 height: int = 240) -> bytes:
     """PNG bytes, one row per pair (both images scaled to ``height`` px): a line from each source keypoint to its
     prediction, coloured by PCK@α; the ground-truth target points are small pale crosses."""
     import matplotlib
@@ -31,7 +38,7 @@ def render_pairs(pairs: list[Pair], preds: list[np.ndarray], alpha: float = 0.1,
     from PIL import Image
 
     rows = len(pairs)
-    fig, axes = plt.subplots(rows, 1, figsize=(10, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 1, figsize=(8, 2.9 * rows), squeeze=False)
     for ax, pair, pred in zip(axes[:, 0], pairs, preds):
         images, scales = [], []
         for file, (H, W) in ((pair.src_image, pair.src_size), (pair.trg_image, pair.trg_size)):
@@ -58,7 +65,7 @@ def render_pairs(pairs: list[Pair], preds: list[np.ndarray], alpha: float = 0.1,
 
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format="png", dpi=90)
+        fig.savefig(buffer, format="png", dpi=72)
     finally:
         plt.close(fig)
     return buffer.getvalue()

@@ -118,7 +118,7 @@ def cosine_maps_trick(src_tokens: torch.Tensor, src_size: tuple[int, int], src_k
     low = torch.einsum("nd,hwd->nhw", s, trg_tokens)  # N, h', w': s·f at every token
     numerator = upsample_maps(low, trg_size)  # N, H', W' = Σᵢ wᵢ (s·fᵢ)
     norm = upsampled_norm2(trg_tokens, trg_size).clamp_min(0).sqrt().clamp_min(EPS)  # H', W'
-    return numerator / norm
+    return numerator.div_(norm)  # in place: one N × H × W buffer
 
 
 def cosine_maps_explicit(src_tokens: torch.Tensor, src_size: tuple[int, int], src_kps, trg_tokens: torch.Tensor,

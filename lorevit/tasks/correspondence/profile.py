@@ -3,7 +3,7 @@
     python -m lorevit.tasks.correspondence.profile --data-root D [--adapter DIR] [--max-pairs N] --output FILE.json
 
 Tokens are extracted once; then each method matches every pair in a fresh process (spawned), so
-its peak resident memory above the loaded tokens (``ru_maxrss`` delta) is its own. Agreement: the
+its peak resident memory above the loaded tokens and a warm-up (VmHWM − VmRSS, reset first) is its own. Agreement: the
 largest |cos_trick − cos_explicit| over every pair's full N × H × W maps, and the share of identical
 argmax pixels (different ones can only be exact ties in the explicit map: checked).
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from .evaluate import IMAGE_SIZE, load_image
 from .matching import METHODS, argmax_xy, match
+from .metrics import pck
 
 
 def _tokens(pairs, extractor, image_size: int) -> dict:
@@ -29,16 +29,36 @@ def _tokens(pairs, extractor, image_size: int) -> dict:
     return {str(k): v for k, v in zip(images, out.items)}
 
 
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def reset_peak_rss() -> int:
+    """Reset this process's peak RSS (VmHWM; Linux ≥ 4.0) and return the current RSS in KiB.
+
+    ``ru_maxrss`` would not do: it survives fork + exec, so a spawned child starts with its parent's peak."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_kib("VmRSS")
+
+
+def peak_rss() -> int:
+    return _status_kib("VmHWM")
+
+
 def _child(method: str, token_file: str, pairs, threads: int, queue) -> None:
     torch.set_num_threads(threads)
     tokens = torch.load(token_file)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    p = pairs[0]  # warm-up on a small target: kernels and allocator ready before the baseline
+    match(tokens[str(p.src_image)], p.src_size, p.src_kps[:1], tokens[str(p.trg_image)], (32, 32), method)
+    base = reset_peak_rss()
     start = time.perf_counter()
     preds = [match(tokens[str(p.src_image)], p.src_size, p.src_kps, tokens[str(p.trg_image)], p.trg_size, method)
              for p in pairs]
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put({"seconds": seconds, "peak_extra_mib": (peak - base) / 1024, "preds": [p.tolist() for p in preds]})
+    queue.put({"seconds": seconds, "peak_extra_mib": (peak_rss() - base) / 1024, "preds": [p.tolist() for p in preds]})
 
 
 def run_isolated(method: str, token_file: str, pairs, threads: int) -> dict:
@@ -79,12 +99,15 @@ def compare(pairs, extractor, image_size: int = IMAGE_SIZE) -> dict:
         runs = {m: run_isolated(m, token_file, pairs, threads) for m in ("trick", "explicit")}
     same_preds = all(np.array_equal(a, b) for a, b in zip(runs["trick"]["preds"], runs["explicit"]["preds"]))
     sizes = [p.trg_size for p in pairs]
+    gts, sides, cats = [p.trg_kps for p in pairs], [p.bbox_side for p in pairs], [p.category for p in pairs]
+    scores = {m: round(pck([np.array(x) for x in r["preds"]], gts, sides, cats)["per_image"], 4) for m, r in runs.items()}
     return {"pairs": len(pairs), "keypoints": int(sum(len(p.src_kps) for p in pairs)), "threads": threads,
             "feature_dim": extractor.dim, "target_pixels_max": int(max(h * w for h, w in sizes)),
             "target_pixels_mean": float(np.mean([h * w for h, w in sizes])),
             "methods": {m: {"seconds": round(r["seconds"], 3), "pairs_per_s": round(len(pairs) / r["seconds"], 3),
                             "peak_extra_mib": round(r["peak_extra_mib"], 1)} for m, r in runs.items()},
-            "identical_predictions": same_preds, "agreement": agreement(pairs, tokens)}
+            "identical_predictions": same_preds, "pck@0.1_per_image": scores,
+            "agreement": agreement(pairs, tokens)}
 
 
 def main(argv=None) -> int:
