@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import TaskError
-from .davis import VOID, Davis, Sequence, read_mask, write_mask
+from .davis import VOID, Sequence, read_mask, write_mask
 
 DINO_MEAN = (0.485, 0.456, 0.406)
 DINO_STD = (0.228, 0.224, 0.225)  # DINO's quirk: 0.228, not ImageNet's 0.229 (use normalisation="dino")
@@ -256,7 +256,7 @@ def propagate_sequence(sequence: Sequence, features: FeatureFn, patch: int, mean
 
 
 @torch.no_grad()
-def propagate_folder(davis: Davis, sequences: list[Sequence], extractor, output: str | Path,
+def propagate_folder(sequences: list[Sequence], extractor, output: str | Path,
                      cfg: PropagationConfig = PropagationConfig(), batch_size: int = 4, progress: bool = True,
                      features: FeatureFn | None = None) -> Timing:
     """Every sequence's predictions under ``output``; returns the timing of all of them."""

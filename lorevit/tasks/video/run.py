@@ -27,7 +27,7 @@ def run_video(davis_root: str | Path, extractor, output: str | Path, split: str 
     davis = Davis(davis_root, need_frames=True)
     chosen = davis.sequences(split, sequences, max_frames)
     start = time.perf_counter()
-    timing = propagate_folder(davis, chosen, extractor, output, cfg, batch_size, progress, features)
+    timing = propagate_folder(chosen, extractor, output, cfg, batch_size, progress, features)
     scores = evaluate_folder(davis_root, output, split, [s.name for s in chosen], max_frames, progress)
     figures = []
     if figure and chosen:
