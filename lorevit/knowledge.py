@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from .paths import sub_dir
 from .errors import UserError
+from .io import atomic_write
+from .paths import sub_dir
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,9 @@ def _class_features(spec: str, template: str, classnames: tuple[str, ...]) -> to
         return load_file(path)["features"]
     encoder = get_encoder(spec)
     features = encoder.encode([template.format(name) for name in classnames]).contiguous()
-    if encoder.cacheable:
-        tmp = path.with_suffix(".tmp")
-        save_file({"features": features}, tmp, metadata={"encoder": spec, "template": template})
-        tmp.replace(path)
+    if encoder.cacheable:  # a unique temporary file, renamed: two ranks never read a half-written cache
+        atomic_write(path, lambda tmp: save_file({"features": features}, str(tmp),
+                                                 metadata={"encoder": spec, "template": template}))
     return features
 
 

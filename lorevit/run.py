@@ -25,7 +25,7 @@ from .backbone import PromptedViT, create_backbone
 from .config import Config, ConfigError
 from .data import easy_indices, few_shot_indices, hard_indices
 from .data.sampling import short_classes
-from .io import write_json, write_text
+from .io import atomic_write, write_json, write_text
 from .knowledge import ZERO_SHOT_TEMPLATE, class_features
 from .methods import METHODS, ZeroShotHead
 from .model import ARCH_KEYS, PromptedClassifier, create_model
@@ -141,7 +141,7 @@ def zero_shot_negatives(cfg: Config, model: PromptedClassifier, data: Classifica
     with torch.no_grad():
         for images, _, index in data.plain_train_dataloader():
             table[index] = head(model.backbone(images)).argmax(-1)
-    torch.save(table, path)
+    atomic_write(path, lambda tmp: torch.save(table, tmp))  # never half-written for another rank or run
     return table
 
 
