@@ -56,9 +56,47 @@ def prepare_output(cfg: Config) -> Path:
     if cfg.resume:
         if not (out / "checkpoints" / "last.ckpt").is_file():
             raise RunError(f"--resume: no checkpoint at {out / 'checkpoints' / 'last.ckpt'}; start without --resume")
+        check_resume_config(cfg, out / "config.yaml")
     elif finished and not cfg.overwrite:
         raise RunError(f"{out} already holds a finished run; choose another --output, or pass --overwrite to replace it")
     return out
+
+
+# Keys a resumed run may change: they do not change what is trained or measured. ``epochs`` may grow:
+# the cosine schedule is a closed form of the run's total step count (training.cosine_factor).
+RESUME_FREE_KEYS = ("resume", "overwrite", "progress", "num_workers", "eval_batch_size", "output", "epochs")
+
+
+def check_resume_config(cfg: Config, saved_path: Path) -> None:
+    """A resumed run must be the run it continues: refuse a config that differs in any key that matters."""
+    import yaml
+
+    try:
+        saved = Config.from_dict(yaml.safe_load(saved_path.read_text()) or {})
+    except (OSError, yaml.YAMLError, ConfigError) as err:
+        raise RunError(f"--resume: cannot read the run's own config {saved_path} ({err}); start a new run") from None
+    differ = {k: (getattr(saved, k), getattr(cfg, k)) for k in Config.keys()
+              if k not in RESUME_FREE_KEYS and getattr(saved, k) != getattr(cfg, k)}
+    if differ:
+        listed = "; ".join(f"{k}: {a!r} → {b!r}" for k, a, b in ((k, *v) for k, v in differ.items()))
+        raise RunError(f"--resume with a config that differs from the run's ({saved_path}): {listed}. Resume with the "
+                       "same values (only epochs, progress, workers and eval batch size may change) or start a new run")
+    if cfg.epochs < saved.epochs:
+        raise RunError(f"--resume: epochs {cfg.epochs} is fewer than the run's {saved.epochs}; a finished schedule "
+                       "cannot shrink — start a new run")
+
+
+def clear_previous_run(out: Path) -> None:
+    """``--overwrite``: remove the old run's files first, so no stale checkpoint or log is mixed in.
+
+    Called only once the new run has been fully validated (data, model): a refused run never costs the old one.
+    """
+    import shutil
+
+    for name in ("checkpoints", "logs", "eval"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("metrics.json", ADAPTER_FILE, "indices.json", "curves.png", "eval.json", "config.yaml"):
+        (out / name).unlink(missing_ok=True)
 
 
 def progress_bar() -> L.Callback:
@@ -214,6 +252,8 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
     model = create_model(cfg.method, data.classnames, backbone=backbone, knowledge=cfg.knowledge,
                          **{k: getattr(cfg, k) for k in ARCH_KEYS})
     if rank_zero_only.rank == 0:
+        if cfg.overwrite and not cfg.resume:
+            clear_previous_run(out)
         write_text(out / "config.yaml", cfg.to_yaml())
     metrics = summary(cfg, model)
     metrics["num_test"] = len(data.test_indices)

@@ -7,7 +7,9 @@ ViT-B run's checkpoint is a few MB, not 350.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import time
 from typing import Sequence
 
@@ -99,6 +101,16 @@ class ClassificationData(L.LightningDataModule):
                            transform=self.test_transform)
 
 
+def cosine_factor(step: int, total: int, lr: float, lr_min: float) -> float:
+    """Cosine annealing from ``lr`` to ``lr_min`` over ``total`` steps, as a multiplier of ``lr`` (closed form).
+
+    A closed form of the step (not the recursive form of ``CosineAnnealingLR``): a run resumed with more
+    epochs continues on the cosine of its new length instead of climbing back up past the old one.
+    """
+    progress = min(step, total) / total
+    return (lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))) / lr
+
+
 class LitClassifier(L.LightningModule):
     def __init__(self, model: PromptedClassifier, cfg: Config, negatives: torch.Tensor | None = None,
                  lr: float | None = None, lr_min: float | None = None):
@@ -165,7 +177,8 @@ class LitClassifier(L.LightningModule):
         optimizer = torch.optim.SGD(self.model.trainable_parameters(), lr=self.lr, momentum=self.cfg.momentum,
                                     weight_decay=self.cfg.weight_decay)
         steps = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=self.lr_min)
+        factor = functools.partial(cosine_factor, total=steps, lr=self.lr, lr_min=self.lr_min)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -175,6 +188,16 @@ class LitClassifier(L.LightningModule):
         checkpoint["history"] = self.history
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """The checkpoint must hold exactly the trainable state of the model built now (the ViT is left out)."""
+        expected = {k for k in self.state_dict() if not k.startswith("model.backbone.")}
+        found = set(checkpoint["state_dict"])
+        missing, unexpected = sorted(expected - found), sorted(found - expected)
+        if missing or unexpected:
+            from .run import RunError
+
+            raise RunError(f"the checkpoint does not fit the model built from this config: missing {missing[:5]}"
+                           f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                           f"{' ...' if len(unexpected) > 5 else ''}; resume with the run's own config")
         self.history = checkpoint.get("history", [])
 
 

@@ -77,3 +77,14 @@ def test_shipped_default_yaml_is_the_default_config():
     from pathlib import Path
 
     assert Config.from_yaml(Path(__file__).parent.parent / "configs" / "default.yaml") == Config()
+
+
+def test_argument_parsing_imports_no_torch():
+    """`lorevit --help` and bad arguments answer at once: no command module imports torch at its top."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lorevit.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('torch', 'timm', 'lightning', 'open_clip') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

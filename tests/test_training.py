@@ -55,6 +55,41 @@ def test_checkpoints_leave_the_vit_out_and_resume_continues(tmp_path, color_fold
     assert ckpt["epoch"] == 2 and not any(k.startswith("model.backbone") for k in ckpt["state_dict"])
     resumed = train(tiny_config(tmp_path / "run", color_folder, epochs=4, resume=True))
     assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3, 4]
+    lrs = [row["lr"] for row in resumed["history"]]
+    assert lrs[2] >= lrs[3] and lrs[3] > 0  # the longer run continues on its own cosine; it never climbs back
+
+
+def test_cosine_factor_closed_form():
+    from lorevit.training import cosine_factor
+
+    assert cosine_factor(0, 10, 0.1, 0.001) == pytest.approx(1.0)
+    assert cosine_factor(5, 10, 0.1, 0.001) == pytest.approx((0.001 + 0.099 * 0.5) / 0.1)
+    assert cosine_factor(10, 10, 0.1, 0.001) == cosine_factor(25, 10, 0.1, 0.001) == pytest.approx(0.01)
+
+
+def test_resume_refuses_a_different_config_and_a_foreign_checkpoint(tmp_path, color_folder):
+    train(tiny_config(tmp_path / "run", color_folder, epochs=1))
+    snapshot = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    with pytest.raises(RunError, match=r"differs from the run's.*shots: 8 → 4; lr: 0\.003 → 0\.01"):
+        train(tiny_config(tmp_path / "run", color_folder, epochs=2, resume=True, lr=0.01, shots=4))
+    with pytest.raises(RunError, match="epochs 0 is fewer"):
+        train(tiny_config(tmp_path / "run", color_folder, epochs=0, resume=True))
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == snapshot
+    ckpt_path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    dropped = next(iter(ckpt["state_dict"]))
+    del ckpt["state_dict"][dropped]
+    torch.save(ckpt, ckpt_path)
+    with pytest.raises(RunError, match=f"missing \\['{dropped}'\\]"):
+        train(tiny_config(tmp_path / "run", color_folder, epochs=2, resume=True, progress=True))
+
+
+def test_overwrite_removes_the_old_runs_checkpoints_and_logs(tmp_path, color_folder):
+    train(tiny_config(tmp_path / "run", color_folder, epochs=1))
+    (tmp_path / "run" / "logs" / "stale.txt").write_text("old")
+    train(tiny_config(tmp_path / "run", color_folder, epochs=1, overwrite=True))
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert not (tmp_path / "run" / "logs" / "stale.txt").exists()
 
 
 def test_finished_run_is_not_overwritten_by_accident(tmp_path, color_folder):
