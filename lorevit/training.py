@@ -15,7 +15,7 @@ from typing import Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision import transforms as T
 
 from .config import Config
@@ -51,6 +51,31 @@ class Indexed(Dataset):
         return None if item is None else (*item, index)
 
 
+class ShardSampler(DistributedSampler):
+    """Evaluation under DDP: rank r reads items r, r + W, r + 2W, ... — every image exactly once.
+
+    torch's DistributedSampler pads the last shard with repeated images so all ranks get equal
+    counts, which would count some test images twice; this one does not pad (ranks may differ by one
+    item, which evaluation allows). Lightning keeps a DistributedSampler it is given.
+    """
+
+    def __init__(self, dataset, num_replicas: int, rank: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+
+    @classmethod
+    def if_distributed(cls, dataset) -> "ShardSampler | None":
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return None
+        world = torch.distributed.get_world_size()
+        return cls(dataset, world, torch.distributed.get_rank()) if world > 1 else None
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
+
+
 class ClassificationData(L.LightningDataModule):
     """Train split (few-shot, full or a given index list) and test split (all or a seeded subset)."""
 
@@ -79,7 +104,9 @@ class ClassificationData(L.LightningDataModule):
             dataset = build_dataset(self.cfg.dataset, "train", root=self.cfg.data_root, transform=transform,
                                     bad_images=self.cfg.bad_images, test_fraction=self.cfg.test_fraction)
         batch_size = self.cfg.batch_size if train else self.cfg.eval_batch_size
-        return DataLoader(Indexed(dataset, indices), batch_size=batch_size, shuffle=train,
+        indexed = Indexed(dataset, indices)
+        sampler = None if train else ShardSampler.if_distributed(indexed)
+        return DataLoader(indexed, batch_size=batch_size, shuffle=train, sampler=sampler,
                           drop_last=False, num_workers=self.cfg.num_workers, collate_fn=collate_skip_bad,
                           persistent_workers=self.cfg.num_workers > 0)
 
@@ -123,6 +150,7 @@ class LitClassifier(L.LightningModule):
         self.strict_loading = False  # checkpoints leave the frozen ViT out
         self.history: list[dict] = []
         self._epoch_start = time.perf_counter()
+        self._counts: dict[str, torch.Tensor] = {}  # prefix → (correct top-1, correct top-5, images)
 
     def training_step(self, batch, batch_idx):
         if batch is None:  # every image of the batch was unreadable and skipped (bad_images: skip)
@@ -155,23 +183,39 @@ class LitClassifier(L.LightningModule):
                 row[key.removesuffix("_epoch")] = float(metrics[key])
         self.history.append(row)
 
-    def _evaluate(self, batch, prefix: str, top5: bool = True) -> None:
+    def _evaluate(self, batch, prefix: str) -> None:
+        """Count correct top-1 / top-5 predictions; the epoch end turns the summed counts into accuracies."""
         if batch is None:
             return
         images, labels, _ = batch
         logits = self.model(images).logits
         ranked = logits.topk(min(5, logits.shape[1]), dim=-1).indices
-        B = labels.shape[0]
-        self.log(f"{prefix}_top1", (ranked[:, 0] == labels).float().mean() * 100, batch_size=B, sync_dist=True)
+        counts = torch.stack([(ranked[:, 0] == labels).sum(), (ranked == labels[:, None]).any(-1).sum(),
+                              torch.tensor(labels.shape[0], device=labels.device)]).double()
+        self._counts[prefix] = self._counts.get(prefix, 0) + counts
+
+    def _log_accuracy(self, prefix: str, top5: bool = True) -> None:
+        """Exact accuracy over every image once: counts summed over ranks (each rank saw a disjoint shard)."""
+        counts = self._counts.pop(prefix, None)
+        if counts is None:
+            counts = torch.zeros(3, dtype=torch.float64, device=self.device)
+        counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        total = counts[2].clamp_min(1)
+        self.log(f"{prefix}_top1", counts[0] / total * 100, rank_zero_only=True)
         if top5:
-            self.log(f"{prefix}_top5", (ranked == labels[:, None]).any(-1).float().mean() * 100, batch_size=B,
-                     sync_dist=True)
+            self.log(f"{prefix}_top5", counts[1] / total * 100, rank_zero_only=True)
 
     def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, "val", top5=False)
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_accuracy("val", top5=False)
 
     def test_step(self, batch, batch_idx):
         self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_accuracy("test")
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.model.trainable_parameters(), lr=self.lr, momentum=self.cfg.momentum,

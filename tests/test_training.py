@@ -1,6 +1,7 @@
 """Integration: a tiny random ViT trains on generated images through the real run (Lightning)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -127,7 +128,10 @@ def test_ddp_two_cpu_processes(tmp_path, color_folder):
            "--backbone_kwargs", "{patch_size: 8, depth: 2, embed_dim: 32, num_heads: 2}", "--img_size", "32",
            "--dataset", "imagefolder", "--data_root", str(color_folder), "--shots", "8", "--epochs", "2",
            "--batch_size", "4", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
-           "--progress", "false", "--output", str(out)]
+           "--progress", "false", "--output", str(out), "--eval-batch-size", "4"]
+    # 19 test images (odd), the first of them mislabelled (a red square filed as blue): torch's
+    # DistributedSampler would pad the shards to 20 with that first image and count its error twice.
+    shutil.copy(color_folder / "test" / "red_square" / "000.png", color_folder / "test" / "blue_square" / "00.png")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -135,6 +139,15 @@ def test_ddp_two_cpu_processes(tmp_path, color_folder):
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["history"]) == 2
     assert metrics["world_size"] == 2
+    # Test metrics under DDP are exact: 19 images split 10 + 9 over two ranks, none counted twice.
+    from lorevit.training import ClassificationData, predict_loader
+
+    model, cfg = load_adapter(out)
+    data = ClassificationData(cfg.replace(devices=1, strategy="auto"), model.backbone.data_config)
+    preds, index = predict_loader(model, data.test_dataloader())
+    labels = torch.tensor([data.test_set.targets[i] for i in index.tolist()])
+    assert len(index) == 19 and preds[0] != labels[0]
+    assert metrics["test_top1"] == pytest.approx((preds == labels).double().mean().item() * 100, abs=1e-9)
 
 
 def test_bf16_mixed_precision_trains_and_saves_float32(tmp_path, color_folder):
