@@ -4,11 +4,11 @@
 - :mod:`.matching`: exact upsampled-cosine matching without a C×H×W map (``match``; reference
   ``method="explicit"``), and the identity baseline;
 - :mod:`.metrics`: PCK per image / per point / per category, pure functions of arrays;
-- :mod:`.evaluate`: the protocol over a list of pairs with a :class:`~lorevit.tasks.FeatureExtractor`;
+- :mod:`.protocol`: the protocol over a list of pairs with a :class:`~lorevit.tasks.FeatureExtractor`;
 - :mod:`.figure`: matched keypoints drawn side by side;
 - :mod:`.cli` (``lorevit correspondence``), :mod:`.standins` (C1–C4, §4), :mod:`.bench` (``lorevit bench tasks``).
 """
-_LAZY = {"Evaluation": "evaluate", "evaluate": "evaluate", "evaluate_identity": "evaluate",
+_LAZY = {"Evaluation": "protocol", "evaluate": "protocol", "evaluate_identity": "protocol",
          "identity_prediction": "matching", "match": "matching",
          "ALPHAS": "metrics", "correct": "metrics", "pck": "metrics", "pck_table": "metrics",
          "Pair": "spair", "PairSet": "spair", "read_pairs": "spair"}

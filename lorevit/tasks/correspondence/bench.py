@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..bench import BenchContext, TaskResult
-from .evaluate import evaluate, evaluate_identity
+from .protocol import evaluate, evaluate_identity
 from .figure import draw_pairs, spread
 from .spair import read_pairs
 

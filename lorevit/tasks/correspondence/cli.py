@@ -48,7 +48,7 @@ def cmd_correspondence(args: argparse.Namespace) -> int:
     from ...io import atomic_write, write_json
     from ..common import extractor_from_args, setup_record
     from ..errors import TaskError
-    from .evaluate import evaluate, evaluate_identity
+    from .protocol import evaluate, evaluate_identity
     from .figure import render_pairs, spread
     from .spair import read_pairs
 

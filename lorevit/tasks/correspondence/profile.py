@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .evaluate import IMAGE_SIZE, load_image
+from .protocol import IMAGE_SIZE, load_image
 from .matching import METHODS, argmax_xy, match
 from .metrics import pck
 
