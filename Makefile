@@ -14,7 +14,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 OPENCV_DATA := /usr/share/doc/opencv-doc/examples/data
 IMG_SIZE ?= 112
 
-.PHONY: setup weights demo test bench-ablation bench-complexity clean-runs
+.PHONY: setup weights demo test bench-ablation bench-complexity bench-tasks clean-runs
 
 setup: $(VENV)/.installed $(FASHION_MNIST) $(OPENCV_DATA) weights
 
@@ -50,6 +50,13 @@ bench-ablation: setup
 
 bench-complexity: setup
 	$(PY) -m lorevit bench complexity --output benchmarks/complexity
+
+# the other tasks (retrieval, correspondence, video) on their offline stand-ins, B-B vs the demo's LORE adapter
+bench-tasks: setup runs/demo/adapter.safetensors
+	$(PY) -m lorevit bench tasks --adapter runs/demo --output benchmarks/tasks
+
+runs/demo/adapter.safetensors: | setup
+	$(PY) -m lorevit train --output runs/demo --overwrite
 
 clean-runs:
 	rm -rf runs

@@ -44,6 +44,7 @@ from torch.utils import flop_counter
 
 from ..backbone import PromptedViT, create_backbone
 from ..config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS, Config, ConfigError
+from ..device import resolve_device
 from ..io import write_json, write_text
 from ..model import PromptedClassifier, create_model
 from .defaults import COST_METHODS as METHODS
@@ -260,18 +261,6 @@ def profile_steps(steps: dict[str, Callable[[], None]], path: Path, rows: int = 
 
 
 # ----------------------------------------------------------------------------- the benchmark
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:1, ...)") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu")
-    return device
 
 
 def _knowledge_width(settings: ComplexitySettings) -> int:

@@ -13,6 +13,7 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..device import resolve_device  # noqa: F401 (re-exported for the task commands)
 from .errors import TaskError
 
 if TYPE_CHECKING:  # torch loads when a command runs, not when the CLI parses its arguments
@@ -35,20 +36,6 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     group.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16,
                        help="images per forward pass where sizes match")
-
-
-def resolve_device(name: str) -> "torch.device":
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise TaskError(f"--device {name!r} is not a device: use auto, cpu or cuda[:i]") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TaskError(f"--device {name}: no CUDA device on this machine; use --device cpu")
-    return device
 
 
 def extractor_from_args(args: argparse.Namespace) -> "FeatureExtractor":

@@ -100,18 +100,19 @@ def _within(points: np.ndarray, others: np.ndarray, radius: int) -> int:
 def f_from_boundaries(pred_points: np.ndarray, gt_points: np.ndarray, radius: int) -> float:
     """Boundary F from the (n, 2) coordinates of the predicted and ground-truth boundary pixels."""
     n_fg, n_gt = len(pred_points), len(gt_points)
-    if n_fg == 0 and n_gt > 0:
-        precision, recall = 1.0, 0.0
-    elif n_fg > 0 and n_gt == 0:
-        precision, recall = 0.0, 1.0
-    elif n_fg == 0 and n_gt == 0:
-        precision, recall = 1.0, 1.0
-    else:
-        precision = _within(pred_points, gt_points, radius) / n_fg
-        recall = _within(gt_points, pred_points, radius) / n_gt
-    if precision + recall == 0:
-        return 0.0
-    return 2 * precision * recall / (precision + recall)
+    if n_fg == 0 or n_gt == 0:
+        return _f_score(*_empty_boundaries(n_fg, n_gt))
+    return _f_score(_within(pred_points, gt_points, radius) / n_fg, _within(gt_points, pred_points, radius) / n_gt)
+
+
+def _empty_boundaries(n_fg: int, n_gt: int) -> tuple[float, float]:
+    """(precision, recall) when a boundary map is empty, as the official code: none predicted → (1, 0),
+    none in the GT → (0, 1), both empty → (1, 1)."""
+    return (1.0 if n_fg == 0 else 0.0), (1.0 if n_gt == 0 else 0.0)
+
+
+def _f_score(precision: float, recall: float) -> float:
+    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
 
 
 def f_measure(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> float:
@@ -129,17 +130,10 @@ def f_measure_dilation(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND
     radius = tolerance(np.shape(pred), bound_th)
     pb, gb = boundary_map(pred), boundary_map(gt)
     n_fg, n_gt = pb.sum(), gb.sum()
-    if n_fg == 0 and n_gt > 0:
-        precision, recall = 1.0, 0.0
-    elif n_fg > 0 and n_gt == 0:
-        precision, recall = 0.0, 1.0
-    elif n_fg == 0 and n_gt == 0:
-        precision, recall = 1.0, 1.0
-    else:
-        structure = disk(radius).astype(bool)
-        precision = np.sum(pb & binary_dilation(gb, structure)) / n_fg
-        recall = np.sum(gb & binary_dilation(pb, structure)) / n_gt
-    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
+    if n_fg == 0 or n_gt == 0:
+        return _f_score(*_empty_boundaries(n_fg, n_gt))
+    structure = disk(radius).astype(bool)
+    return _f_score(np.sum(pb & binary_dilation(gb, structure)) / n_fg, np.sum(gb & binary_dilation(pb, structure)) / n_gt)
 
 
 def db_statistics(values) -> tuple[float, float, float]:
