@@ -110,7 +110,7 @@ class Config:
     val_every: int = 0  # also test after every N epochs on val_subset test images (0: never), for curves
     val_subset: int = 500
     img_size: int = 112
-    num_workers: int = 0
+    num_workers: int | None = None  # loader processes; None: auto (0 on the CPU, where they would steal the compute's cores; up to 8 with a GPU)
     bad_images: str = "fail"  # fail | skip
     # optimisation (spec table)
     epochs: int = 10

@@ -181,3 +181,33 @@ def test_claim_check_and_table(tmp_path):
     with Image.open(path) as png:
         assert png.format == "PNG" and png.size[1] > 100
 
+
+
+def test_data_bench_loader_vs_step(tmp_path, color_folder, capsys):
+    """`lorevit bench data` on a generated ImageFolder: loader and step rates and their ratio in data.json."""
+    import json
+
+    out = tmp_path / "data"
+    args = ["bench", "data", "--data-root", str(color_folder), "--workers", "0,1", "--batches", "2",
+            "--batch-size", "4", "--img-size", "32", "--classes", "3", "--step-repeats", "1",
+            "--backbone", "vit_tiny_patch16_224", "--weights", "random", "--device", "cpu",
+            "--backbone-kwargs", "{patch_size: 8, depth: 2, embed_dim: 32, num_heads: 2}", "--output", str(out)]
+    assert main(args) == 0
+    report = json.loads((out / "data.json").read_text())
+    assert set(report["loader_images_per_s"]) == {"0 workers", "1 workers"}
+    assert report["step_images_per_s"] > 0
+    for label, rate in report["loader_images_per_s"].items():
+        assert rate > 0 and report["ratio_loader_over_step"][label] == pytest.approx(
+            rate / report["step_images_per_s"], rel=1e-2)
+    assert "loader / step" in (out / "data.md").read_text()
+    assert main(["bench", "data", "--workers", "x", "--output", str(out)]) == 2
+
+
+def test_loader_workers_default_follows_the_machine():
+    from lorevit.config import Config
+    from lorevit.training import loader_workers
+
+    assert loader_workers(Config(num_workers=3, accelerator="cpu")) == (3, False)
+    assert loader_workers(Config(accelerator="cpu")) == (0, False)  # CPU: workers would steal the compute's cores
+    workers, pin = loader_workers(Config(accelerator="gpu"))
+    assert 1 <= workers <= 8 and pin

@@ -73,6 +73,32 @@ def cmd_complexity(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from ..cli import yaml_value
+    from .data import DataBenchSettings, run_data_bench
+
+    try:
+        workers = tuple(None if w == "auto" else int(w) for w in _str_list(args.workers))
+    except ValueError:
+        workers = ()
+    if not workers or any(w is not None and w < 0 for w in workers):
+        raise ConfigError(f"--workers takes comma-separated worker counts or 'auto', like 0,auto; got {args.workers!r}")
+    kwargs = yaml_value(args.backbone_kwargs, "backbone-kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ConfigError("--backbone-kwargs takes a YAML mapping like '{depth: 6}'")
+    for key in ("images", "classes", "img_size", "batch_size", "batches", "step_repeats"):
+        if getattr(args, key) < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer")
+    settings = DataBenchSettings(data_root=args.data_root, images=args.images, classes=args.classes,
+                                 img_size=args.img_size, batch_size=args.batch_size, workers=workers,
+                                 batches=args.batches, backbone=args.backbone, weights=yaml_value(args.weights, "weights"),
+                                 backbone_kwargs=kwargs, step_repeats=args.step_repeats, device=args.device)
+    run_data_bench(settings, args.output, say=print)
+    print(f"\ndata written to {args.output}/data.{{json,md}}\n")
+    print(Path(args.output, "data.md").read_text())
+    return 0
+
+
 def register(commands) -> None:
     from ..cli import add_config_options
     from ..config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS
@@ -117,6 +143,23 @@ def register(commands) -> None:
     cost.add_argument("--profile", action="store_true", help="always write complexity_profile.txt")
     cost.add_argument("--output", default="benchmarks/complexity", help="directory (default benchmarks/complexity)")
     cost.set_defaults(func=cmd_complexity)
+
+    data = sub.add_parser("data", help="images/s of the data loader (real JPEGs) vs a LORE training step → data.{json,md}")
+    data.add_argument("--data-root", "--data_root", dest="data_root", default=None,
+                      help="an ImageFolder with train/<class>/* (default: build one of real-photo JPEGs)")
+    data.add_argument("--images", type=int, default=2000, help="JPEGs in the built ImageFolder")
+    data.add_argument("--classes", type=int, default=20)
+    data.add_argument("--img-size", "--img_size", dest="img_size", type=int, default=224)
+    data.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32)
+    data.add_argument("--workers", default="0,auto", help="worker counts to time; auto = this machine's default")
+    data.add_argument("--batches", type=int, default=20, help="loader batches timed per worker count")
+    data.add_argument("--step-repeats", "--step_repeats", dest="step_repeats", type=int, default=3)
+    data.add_argument("--backbone", default=OFFLINE_BACKBONE)
+    data.add_argument("--weights", default=OFFLINE_WEIGHTS)
+    data.add_argument("--backbone-kwargs", "--backbone_kwargs", dest="backbone_kwargs", default=None)
+    data.add_argument("--device", default="auto")
+    data.add_argument("--output", default="benchmarks/data")
+    data.set_defaults(func=cmd_data)
 
     from ..tasks.cli import register_bench
 
