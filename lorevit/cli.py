@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands defined beside their code, each module with a ``register(commands)``.
 # Their modules import no torch at the top: ``lorevit --help`` and bad arguments answer at once.
 EXTRA_COMMANDS = ("lorevit.bench.cli", "lorevit.tasks.retrieval.cli", "lorevit.tasks.correspondence.cli",
-                  "lorevit.tasks.video.cli", "lorevit.tasks.cli")
+                  "lorevit.tasks.video.cli", "lorevit.tasks.cli", "lorevit.export")
 
 
 def _extra_commands():

@@ -59,8 +59,13 @@ class LocalityInteraction(nn.Module):
         """W_mix then W1 with nothing between (Eq. 3–4) is one linear map 2d → hidden: fold it once.
 
         Re-folded whenever a weight changes (optimizer steps, ``load_state_dict`` and ``.to`` all
-        change a tensor's version or storage).
+        change a tensor's version or storage). Under a tracer or compiler (ONNX export, ``torch.jit
+        .trace``, ``torch.export``, ``torch.compile``) the fold is recorded as graph ops on the weights
+        themselves, without reading or writing the cache: no stale tensor is baked into the graph and
+        no storage pointer of a fake tensor is asked for (exporters constant-fold it back to one map).
         """
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return self.w1.weight @ self.mix.weight, self.w1.weight @ self.mix.bias + self.w1.bias
         tensors = (self.mix.weight, self.mix.bias, self.w1.weight, self.w1.bias)
         key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
         if self._folded is None or self._folded[0] != key:
