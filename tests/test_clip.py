@@ -39,3 +39,16 @@ def test_zero_shot_method_is_evaluated_not_trained(tmp_path, color_folder):
 def test_zero_shot_needs_a_clip_text_tower(tmp_path, color_folder):
     with pytest.raises(ValueError, match="CLIP"):
         train(tiny_config(tmp_path / "zs", color_folder, method="zero-shot"))
+
+
+def test_clip_negatives_need_the_backbones_own_text_tower(tmp_path, color_folder):
+    from lorevit.knowledge import KnowledgeError
+
+    cfg = tiny_config(tmp_path / "b32", color_folder, epochs=1, **(CLIP_TINY | {"knowledge": "clip:ViT-B-32"}))
+    with pytest.raises(KnowledgeError, match="set knowledge: clip:ViT-B-16"):
+        train(cfg)
+
+
+def test_clip_knowledge_on_a_non_clip_backbone_uses_own_predictions(tmp_path, color_folder):
+    metrics = train(tiny_config(tmp_path / "own", color_folder, epochs=1, knowledge="clip:ViT-B-16"))
+    assert metrics["negatives"] == "own-prediction"  # KLA's queries may come from any text encoder

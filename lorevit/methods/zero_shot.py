@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbone import PromptedViT
+from ..knowledge import check_matching_towers
 from .base import Method
 
 
@@ -17,13 +18,15 @@ class ZeroShot(Method):
 class ZeroShotHead(nn.Module):
     """logits = 100 · cos(CLIP image embedding, class text embedding)."""
 
-    def __init__(self, backbone: PromptedViT, text_features: torch.Tensor):
+    def __init__(self, backbone: PromptedViT, text_features: torch.Tensor, knowledge: str | None = None):
         super().__init__()
+        if knowledge is not None:  # the text tower of another CLIP model or tag: a KnowledgeError
+            check_matching_towers(backbone.name, backbone.weights, knowledge)
         projection = backbone.vit.head
         if isinstance(projection, nn.Identity) or getattr(projection, "out_features", None) != text_features.shape[1]:
             raise ValueError(
                 f"zero-shot needs a CLIP backbone whose image projection matches the text width "
-                f"{text_features.shape[1]} (e.g. vit_base_patch16_clip_224.openai with clip:ViT-B-16@openai); "
+                f"{text_features.shape[1]} (e.g. vit_base_patch16_clip_quickgelu_224.openai with clip:auto); "
                 f"{backbone.name!r} has head {projection}"
             )
         self.projection = projection  # frozen, part of the ViT
