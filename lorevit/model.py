@@ -112,7 +112,7 @@ def create_model(
             knowledge_width = knowledge_features.shape[1]
         elif knowledge_width is None:
             if not knowledge:
-                raise ValueError(f"method {method!r} needs a knowledge encoder (knowledge='st:minilm', 'clip:ViT-B-16@openai', ...)")
+                raise ValueError(f"method {method!r} needs a knowledge encoder (knowledge='st:minilm', 'clip:ViT-B-16-quickgelu@openai', ...)")
             knowledge_width = knowledge_dim(knowledge)
         arch["knowledge_dim"] = knowledge_width
     built = build_method(method, vit, **arch)
