@@ -120,7 +120,10 @@ def make_trainer(cfg: Config, out: Path, epochs: int, stage: str = "") -> L.Trai
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(out, name="logs", version=stage or "tensorboard"))
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints" / stage, save_last=True, save_top_k=0, every_n_epochs=1)
+    # last.ckpt rewritten at every epoch's end (Lightning 2.6 writes save_last only when a top-k file was saved,
+    # i.e. with save_top_k=0 only at the very end): the one most recent checkpoint, under the name resume reads.
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints" / stage, filename="last", save_top_k=1, every_n_epochs=1,
+                                 enable_version_counter=False)
     callbacks = [checkpoint] + ([progress_bar()] if cfg.progress else [])
     return _trainer(cfg, out, epochs, loggers, callbacks)
 

@@ -11,10 +11,12 @@ import functools
 import logging
 import math
 import os
+import random
 import time
 from typing import Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision import transforms as T
@@ -71,6 +73,30 @@ def loader_workers(cfg: Config) -> tuple[int, bool]:
     return (min(8, max(1, cores - 1)) if gpu else 0), gpu
 
 
+class EpochShuffle(torch.utils.data.Sampler):
+    """The training order of epoch e: a permutation drawn from (seed, e) alone, never from the global RNG.
+
+    Lightning calls ``set_epoch`` before every epoch (also the first one after a resume), so a run resumed
+    from an epoch's checkpoint sees the same order as one that never stopped. ``set_epoch`` also seeds the
+    global RNGs that the augmentations draw from, for the same reason. (Under DDP Lightning shards this
+    order with its own distributed sampler.)
+    """
+
+    def __init__(self, data, seed: int):
+        self.size, self.seed, self.epoch = len(data), seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        seed_epoch(self.seed, epoch)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, 1]).generate_state(1)[0]))
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class ShardSampler(DistributedSampler):
     """Evaluation under DDP: rank r reads items r, r + W, r + 2W, ... — every image exactly once.
 
@@ -125,9 +151,9 @@ class ClassificationData(L.LightningDataModule):
                                     bad_images=self.cfg.bad_images, test_fraction=self.cfg.test_fraction)
         batch_size = self.cfg.batch_size if train else self.cfg.eval_batch_size
         indexed = Indexed(dataset, indices)
-        sampler = None if train else ShardSampler.if_distributed(indexed)
+        sampler = EpochShuffle(indexed, self.cfg.seed) if train else ShardSampler.if_distributed(indexed)
         workers, pin = loader_workers(self.cfg)
-        return DataLoader(indexed, batch_size=batch_size, shuffle=train, sampler=sampler,
+        return DataLoader(indexed, batch_size=batch_size, sampler=sampler,
                           drop_last=False, num_workers=workers, collate_fn=collate_skip_bad,
                           persistent_workers=workers > 0, pin_memory=pin)
 
@@ -147,6 +173,14 @@ class ClassificationData(L.LightningDataModule):
         """Train images with the test transform (no augmentation), for features and predictions."""
         return self.loader(None, self.train_indices if indices is None else indices, train=False,
                            transform=self.test_transform)
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Seed torch, numpy and random from (seed, epoch): the epoch's shuffle and augmentations."""
+    derived = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    torch.manual_seed(derived)
+    np.random.seed(derived)
+    random.seed(derived)
 
 
 def cosine_factor(step: int, total: int, lr: float, lr_min: float) -> float:

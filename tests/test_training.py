@@ -53,7 +53,9 @@ def test_adapter_reproduces_the_runs_test_accuracy(tmp_path, color_folder):
 def test_checkpoints_leave_the_vit_out_and_resume_continues(tmp_path, color_folder):
     train(tiny_config(tmp_path / "run", color_folder, epochs=2))
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["epoch"] == 2 and not any(k.startswith("model.backbone") for k in ckpt["state_dict"])
+    # written at the end of the 2nd epoch (Lightning's 0-based epoch 1, 2 × 3 steps of 8 images done)
+    assert (ckpt["epoch"], ckpt["global_step"]) == (1, 6)
+    assert not any(k.startswith("model.backbone") for k in ckpt["state_dict"])
     resumed = train(tiny_config(tmp_path / "run", color_folder, epochs=4, resume=True))
     assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3, 4]
     lrs = [row["lr"] for row in resumed["history"]]
@@ -160,3 +162,41 @@ def test_bf16_mixed_precision_trains_and_saves_float32(tmp_path, color_folder):
     with safe_open(str(tmp_path / "run" / "adapter.safetensors"), "pt") as f:
         dtypes = {f.get_tensor(k).dtype for k in f.keys()}
     assert {d for d in dtypes if d.is_floating_point} == {torch.float32}  # (BatchNorm's step counter is int64)
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, color_folder):
+    """Kill a training process (SIGKILL) in the middle of an epoch, resume it: the same loss history and the same
+    final test metrics as a run that was never interrupted (every epoch's randomness is a function of seed and
+    epoch; model, optimizer and schedule come back from the last epoch's checkpoint)."""
+    import signal
+    import time as clock
+
+    def argv(out, *extra):
+        return [sys.executable, "-m", "lorevit", "train", "--backbone", "vit_tiny_patch16_224", "--weights", "random",
+                "--backbone_kwargs", "{patch_size: 8, depth: 2, embed_dim: 32, num_heads: 2}", "--img_size", "32",
+                "--dataset", "imagefolder", "--data_root", str(color_folder), "--shots", "12", "--epochs", "8",
+                "--batch_size", "1", "--accelerator", "cpu", "--progress", "false", "--knowledge", "st:minilm",
+                "--output", str(out), *extra]
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(argv(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt, seen, deadline = killed / "checkpoints" / "last.ckpt", set(), clock.time() + 180
+    while len(seen) < 2 and process.poll() is None and clock.time() < deadline:  # two epochs done
+        if ckpt.is_file():
+            seen.add(ckpt.stat().st_mtime_ns)
+        clock.sleep(0.005)
+    clock.sleep(0.05)  # inside the third epoch (36 steps of one image each)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "metrics.json").exists()
+    resumed = subprocess.run(argv(killed, "--resume"), env=env, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = subprocess.run(argv(tmp_path / "straight"), env=env, capture_output=True, text=True, timeout=240)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a = json.loads((killed / "metrics.json").read_text())
+    b = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert [row["epoch"] for row in a["history"]] == list(range(1, 9))
+    for key in ("train_loss", "train_acc", "lr"):
+        assert [row[key] for row in a["history"]] == pytest.approx([row[key] for row in b["history"]], abs=1e-6), key
+    assert (a["test_top1"], a["test_top5"]) == (b["test_top1"], b["test_top5"])

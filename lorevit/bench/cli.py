@@ -1,13 +1,15 @@
-"""``lorevit bench ablation`` and ``lorevit bench complexity`` (registered by ``lorevit.cli``).
+"""``lorevit bench ablation | complexity | data | tasks`` (registered by ``lorevit.cli``).
 
     lorevit bench ablation [--config FILE] [--methods a,b] [--shots 4,16] [--seeds 0,1,2] [--full-test]
                            [--output DIR] [--KEY VALUE ...]      (any config key: backbone, dataset, epochs, ...)
     lorevit bench complexity [--backbone NAME] [--weights W] [--img-size N] [--batch-size B] [--output DIR]
+    lorevit bench data [--data-root DIR] [--workers 0,2,auto] [--img-size N] [--batch-size B] [--output DIR]
+    lorevit bench tasks [--adapter DIR] [--data-root DIR] [--quick] [--output DIR]
 
 The paper's Table 5 on a GPU with CLIP ViT-B/16, for example::
 
-    lorevit bench ablation --backbone vit_base_patch16_clip_224.openai --weights hub \\
-        --knowledge clip:ViT-B-16@openai --dataset cifar100 --img-size 224 --epochs 10 --shots 16 \\
+    lorevit bench ablation --backbone vit_base_patch16_clip_quickgelu_224.openai --weights hub \\
+        --knowledge clip:auto --dataset cifar100 --img-size 224 --epochs 10 --shots 16 \\
         --full-test --accelerator gpu --output benchmarks/ablation-clip
 """
 from __future__ import annotations
@@ -151,7 +153,7 @@ def register(commands) -> None:
     data.add_argument("--classes", type=int, default=20)
     data.add_argument("--img-size", "--img_size", dest="img_size", type=int, default=224)
     data.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32)
-    data.add_argument("--workers", default="0,auto", help="worker counts to time; auto = this machine's default")
+    data.add_argument("--workers", default="0,2,auto", help="worker counts to time; auto = this machine's default")
     data.add_argument("--batches", type=int, default=20, help="loader batches timed per worker count")
     data.add_argument("--step-repeats", "--step_repeats", dest="step_repeats", type=int, default=3)
     data.add_argument("--backbone", default=OFFLINE_BACKBONE)

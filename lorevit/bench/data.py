@@ -42,7 +42,7 @@ class DataBenchSettings:
     classes: int = 20
     img_size: int = 224
     batch_size: int = 32
-    workers: tuple[int | None, ...] = (0, None)  # None: the machine's default (Config.num_workers null)
+    workers: tuple[int | None, ...] = (0, 2, None)  # None: the machine's default (Config.num_workers null)
     batches: int = 20  # loader batches timed per worker count (after one warm-up batch)
     backbone: str = OFFLINE_BACKBONE
     weights: str | None = OFFLINE_WEIGHTS
