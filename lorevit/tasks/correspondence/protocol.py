@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..common import progress_bar
 from ..features import FeatureExtractor, to_tensor
 from .matching import identity_prediction, match
 from .metrics import ALPHAS, pck_table
@@ -61,7 +62,7 @@ def load_image(path, size: int, mean, std) -> torch.Tensor:
 def evaluate(pairs: list[Pair], extractor: FeatureExtractor, image_size: int = IMAGE_SIZE, method: str = "trick",
              batch_size: int = 16, progress: bool | str = True, say: Callable[[str], None] | None = None) -> Evaluation:
     """Predictions of ``extractor``'s upsampled patch tokens for every pair (source → target)."""
-    bar = _bar(progress, len(pairs))
+    bar = progress_bar(progress, len(pairs), unit="pair", desc="pairs")
     preds: list[np.ndarray] = [None] * len(pairs)  # type: ignore[list-item]
     start, feature_seconds = time.perf_counter(), 0.0
     for indices in _chunks_by_category(pairs):
@@ -95,12 +96,3 @@ def _chunks_by_category(pairs: list[Pair]) -> list[list[int]]:
     for i, p in enumerate(pairs):
         groups.setdefault(p.category, []).append(i)
     return list(groups.values())
-
-
-def _bar(progress, total: int):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=progress if isinstance(progress, str) else "pairs", unit="pair",
-                dynamic_ncols=True, leave=False)

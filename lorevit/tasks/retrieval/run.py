@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..common import progress_bar
 from ..features import FeatureExtractor, same_size_batches
 from .dataset import RetrievalDataset, iter_tensors, size_sorted
 from .evaluate import KAPPAS, evaluate, rank
@@ -52,10 +53,8 @@ def embed(extractor: FeatureExtractor, paths, imsize: int | None, boxes=None, ba
 
 @torch.no_grad()
 def _multiscale(extractor, tensors, batch_size, scales, progress, total):
-    from ..features import _progress
-
     items, seconds = [], 0.0
-    bar = _progress(progress, total)
+    bar = progress_bar(progress, total)
     for batch in same_size_batches(tensors, batch_size):  # B, 3, H, W
         t0 = time.perf_counter()
         acc = 0

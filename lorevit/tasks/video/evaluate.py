@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ...io import write_json, write_text
+from ..common import progress_bar
 from ..errors import TaskError
 from .davis import VOID, Davis, Sequence, read_masks
 from .metrics import db_statistics, label_measures
@@ -120,11 +121,7 @@ def evaluate_folder(davis_root: str | Path, results: str | Path, split: str = "v
         raise TaskError(f"--results {results} does not exist or is not a folder of <seq>/<frame>.png predictions")
     chosen = davis.sequences(split, sequences, max_frames)
     per_object: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(chosen), desc="scoring", unit="seq", dynamic_ncols=True, leave=False)
+    bar = progress_bar(progress and "scoring", len(chosen), unit="seq")
     for sequence in chosen:
         gt, n_objects = ground_truth_labels(davis, sequence)
         frame_ids = sequence.frame_ids[1:-1]

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..common import progress_bar
 from ..errors import TaskError
 from .davis import VOID, Sequence, read_mask, write_mask
 
@@ -264,12 +265,8 @@ def propagate_folder(sequences: list[Sequence], extractor, output: str | Path,
     mean, std = normalisation(extractor, cfg)
     features = features or extractor_features(extractor)
     total = Timing()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(len(s) for s in sequences), desc=f"propagation ({getattr(extractor, 'label', '')})",
-                   unit="frame", dynamic_ncols=True, leave=False)
+    bar = progress_bar(progress and f"propagation ({getattr(extractor, 'label', '')})",
+                       sum(len(s) for s in sequences), unit="frame")
     for sequence in sequences:
         total.add(propagate_sequence(sequence, features, extractor.patch_size, mean, std, output, cfg, batch_size, bar),
                   sequence.name)
