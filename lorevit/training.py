@@ -201,7 +201,9 @@ class LitClassifier(L.LightningModule):
         self.lr = cfg.lr if lr is None else lr
         self.lr_min = cfg.lr_min if lr_min is None else lr_min
         # p of Eq. 10 per training index (CLIP zero-shot), else the model's own prediction.
-        self.register_buffer("negatives", negatives, persistent=False)
+        # A plain CPU tensor, not a buffer: DDP would broadcast a buffer from rank 0 at every step; rows are
+        # looked up per batch and moved to the batch's device (B labels).
+        self.negatives = None if negatives is None else negatives.cpu()
         self.strict_loading = False  # checkpoints leave the frozen ViT out
         self.history: list[dict] = []
         self._epoch_start = time.perf_counter()
@@ -212,7 +214,7 @@ class LitClassifier(L.LightningModule):
             return None
         images, labels, index = batch
         out = self.model(images)
-        predicted = self.negatives[index] if self.negatives is not None else None
+        predicted = self.negatives[index.cpu()].to(labels.device) if self.negatives is not None else None
         parts = self.model.loss(out, labels, predicted, self.cfg.kp_weight)
         accuracy = (out.logits.argmax(-1) == labels).float().mean() * 100
         B = labels.shape[0]

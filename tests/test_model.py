@@ -126,3 +126,18 @@ def test_bad_adapter_files(tmp_path):
 
 def test_every_method_is_registered():
     assert set(METHODS) == {"linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "zero-shot"}
+
+
+def test_constant_tables_are_no_buffers_ddp_would_broadcast(tiny_backbone):
+    """DDP broadcasts every registered buffer from rank 0 at every step: the class text features and the
+    per-image negatives never change, so they are plain tensors that still follow .to()."""
+    from lorevit.training import LitClassifier
+
+    model = make("lore", tiny_backbone)
+    queries = model.method.class_queries
+    assert queries.numel() > 0 and all(b is not queries for b in model.buffers())
+    model.to(torch.float64)
+    assert model.method.class_queries.dtype == torch.float64
+    lit = LitClassifier(model, Config(), negatives=torch.tensor([2, 0, 1]))
+    assert all(b is not lit.negatives for b in lit.buffers())
+    assert lit.negatives[torch.tensor([2, 0])].tolist() == [1, 2]

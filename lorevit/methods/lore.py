@@ -45,8 +45,15 @@ class Lore(LoreNoKP):
     def __init__(self, backbone: PromptedViT, knowledge_dim: int, top_n: int = 9, **arch):
         super().__init__(backbone, **arch)
         self.kla = KnowledgeLocalityAttention(backbone.dim, knowledge_dim, top_n=top_n)
-        # q (C, d_q): constant class text features, set once per class list; not saved.
-        self.register_buffer("class_queries", torch.empty(0, knowledge_dim), persistent=False)
+        # q (C, d_q): constant class text features, set once per class list; not saved. A plain tensor, not a
+        # registered buffer: DDP broadcasts every buffer from rank 0 at every step, and these never change.
+        self.class_queries = torch.empty(0, knowledge_dim)
+
+    def _apply(self, fn, recurse: bool = True):
+        """``.to()``/``.cuda()``/``.double()`` move the class queries with the module (they are no buffer)."""
+        super()._apply(fn, recurse)
+        self.class_queries = fn(self.class_queries)
+        return self
 
     def set_knowledge(self, features: torch.Tensor) -> None:
         self.class_queries = features.to(self.class_queries.device, self.class_queries.dtype)
