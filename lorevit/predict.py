@@ -69,7 +69,7 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
             if not matches:
                 raise PredictError(f"{text}: the pattern matches no file or folder")
         else:
-            raise PredictError(f"{text}: no such file or folder")
+            raise PredictError(f"cannot read image {text}: no such file or folder")
         for match in matches:
             for path in (_folder_images(match) if match.is_dir() else [match]):
                 found.setdefault(path, None)
