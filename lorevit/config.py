@@ -34,6 +34,9 @@ PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", 
               "transformer-engine", "transformer-engine-float16")  # what Lightning's Trainer accepts
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+# Lightning's loggers (issue 12 §5) → the import names that provide them (any one) and the pip package to install.
+LOGGERS = {"csv": ((), None), "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+           "wandb": (("wandb",), "wandb"), "mlflow": (("mlflow",), "mlflow")}
 # Ranges: (lowest allowed, whether the lowest itself is allowed).
 _AT_LEAST_1 = ("shots", "batch_size", "eval_batch_size", "img_size", "stage_shots", "vpt_prompts", "bottleneck",
                "knn", "top_n", "num_nodes", "val_subset", "test_subset", "selection_pool")
@@ -87,6 +90,41 @@ def coerce(key: str, value: Any, annotation: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping like '{{depth: 6}}', got {value!r}")
         return value
     return value  # Any
+
+
+def _logger_names(value: str) -> str:
+    """``logger``: ``auto`` or comma-separated names of LOGGERS, checked and written canonically (``csv,wandb``)."""
+    names = list(dict.fromkeys(n.strip().lower() for n in value.split(",") if n.strip()))
+    valid = ", ".join(LOGGERS)
+    if names == ["auto"]:
+        return "auto"
+    if "auto" in names:
+        raise ConfigError(f"logger: {value!r}: auto stands alone; or list the loggers, e.g. csv,tensorboard")
+    unknown = [n for n in names if n not in LOGGERS]
+    if not names or unknown:
+        raise ConfigError(f"logger: {(unknown[0] if unknown else value)!r} is not a logger; use auto or a "
+                          f"comma-separated list of {valid} (e.g. logger: csv,tensorboard)")
+    return ",".join(names)
+
+
+def logger_names(cfg: "Config") -> list[str]:
+    """The loggers a run uses; naming one whose package is not installed is a ConfigError naming the pip package.
+
+    ``auto``: csv, plus tensorboard when installed. Needs no torch: ``run.validate`` calls it before any file is written.
+    """
+    import importlib.util
+
+    def installed(name: str) -> bool:
+        return not LOGGERS[name][0] or any(importlib.util.find_spec(m) for m in LOGGERS[name][0])
+
+    if cfg.logger == "auto":
+        return ["csv"] + (["tensorboard"] if installed("tensorboard") else [])
+    names = cfg.logger.split(",")
+    for name in names:
+        if not installed(name):
+            raise ConfigError(f"logger: {name!r} needs the {LOGGERS[name][1]!r} package, which is not installed; "
+                              f"`pip install {LOGGERS[name][1]}`, or drop {name} from logger ({cfg.logger!r})")
+    return names
 
 
 @dataclass
@@ -144,6 +182,7 @@ class Config:
     resume: bool = False  # continue from <output>/checkpoints/last.ckpt
     overwrite: bool = False  # replace a finished run in <output>
     progress: bool = True
+    logger: str = "auto"  # auto (csv, + tensorboard when installed) or a list of csv, tensorboard, wandb, mlflow: "csv,mlflow"
 
     def __post_init__(self) -> None:
         """Every value checked against its key's type and range: one readable error, never a traceback later."""
@@ -164,6 +203,7 @@ class Config:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")
+        self.logger = _logger_names(self.logger)
         if self.test_fraction is not None and not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction: must be between 0 and 1 (e.g. 0.2), got {self.test_fraction!r}")
         if self.method == "zero-shot" and not self.knowledge.startswith("clip:"):

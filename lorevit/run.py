@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from .adapter import FILENAME as ADAPTER_FILE
 from .adapter import save_adapter
 from .backbone import PromptedViT, create_backbone
-from .config import Config, ConfigError
+from .config import Config, ConfigError, logger_names
 from .data import easy_indices, few_shot_indices, hard_indices
 from .data.sampling import short_classes
 from .io import atomic_write, write_json, write_text
@@ -41,7 +41,8 @@ class RunError(UserError, RuntimeError):
 
 
 def validate(cfg: Config) -> None:
-    """What Config's own checks cannot know without torch: the machine's accelerators."""
+    """What Config's own checks cannot know: the machine's accelerators and the installed logger packages."""
+    logger_names(cfg)  # a logger whose package is missing: one ConfigError naming it, before any file is written
     if cfg.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"accelerator: {cfg.accelerator!r} asked for, but this machine has no CUDA GPU "
                           "(torch.cuda.is_available() is False); use --accelerator cpu or auto")
@@ -115,11 +116,25 @@ def progress_bar() -> L.Callback:
 
 
 def make_trainer(cfg: Config, out: Path, epochs: int, stage: str = "") -> L.Trainer:
-    loggers = [CSVLogger(out, name="logs", version=stage)]
-    if importlib.util.find_spec("tensorboard"):
-        from lightning.pytorch.loggers import TensorBoardLogger
+    """The run's Trainer; its loggers (config key ``logger``, issue 12 §5) are Lightning's own, all under ``out/logs``:
+    csv → ``logs/metrics.csv``, tensorboard → ``logs/tensorboard``, wandb → ``logs/wandb`` (offline unless
+    WANDB_MODE=online), mlflow → a local file store ``logs/mlruns`` (unless MLFLOW_TRACKING_URI is set).
+    """
+    import os
 
-        loggers.append(TensorBoardLogger(out, name="logs", version=stage or "tensorboard"))
+    from lightning.pytorch import loggers as pl_loggers
+
+    run_name = f"{out.name}-{stage}" if stage else out.name
+    build = {
+        "csv": lambda: CSVLogger(out, name="logs", version=stage),
+        "tensorboard": lambda: pl_loggers.TensorBoardLogger(out, name="logs", version=stage or "tensorboard"),
+        "wandb": lambda: pl_loggers.WandbLogger(name=run_name, save_dir=str(out / "logs"), project="lorevit",
+                                                offline=os.environ.get("WANDB_MODE") != "online"),
+        "mlflow": lambda: pl_loggers.MLFlowLogger(
+            experiment_name="lorevit", run_name=run_name,
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or (out / "logs" / "mlruns").resolve().as_uri()),
+    }
+    loggers = [build[name]() for name in logger_names(cfg)]
     # last.ckpt rewritten at every epoch's end (Lightning 2.6 writes save_last only when a top-k file was saved,
     # i.e. with save_top_k=0 only at the very end): the one most recent checkpoint, under the name resume reads.
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints" / stage, filename="last", save_top_k=1, every_n_epochs=1,

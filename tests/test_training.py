@@ -200,3 +200,59 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, col
     for key in ("train_loss", "train_acc", "lr"):
         assert [row[key] for row in a["history"]] == pytest.approx([row[key] for row in b["history"]], abs=1e-6), key
     assert (a["test_top1"], a["test_top5"]) == (b["test_top1"], b["test_top5"])
+
+
+# --- config key `logger` (issue 12 §5): Lightning's own loggers, each only when its package is installed ---
+
+def _installed(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def test_logger_csv_only_writes_no_tensorboard_logs(tmp_path, color_folder):
+    out = tmp_path / "run"
+    train(tiny_config(out, color_folder, epochs=1, shots=2, logger="csv"))
+    assert (out / "logs" / "metrics.csv").is_file()
+    assert not (out / "logs" / "tensorboard").exists()
+    assert yaml.safe_load((out / "config.yaml").read_text())["logger"] == "csv"
+
+
+@pytest.mark.skipif(not _installed("tensorboard"), reason="tensorboard is not installed")
+def test_logger_csv_and_tensorboard(tmp_path, color_folder):
+    out = tmp_path / "run"
+    train(tiny_config(out, color_folder, epochs=1, shots=2, logger=" CSV , tensorboard"))
+    assert (out / "logs" / "metrics.csv").is_file()
+    assert list((out / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_logger_names_are_checked_and_canonical():
+    from lorevit.config import Config, logger_names
+
+    assert Config(logger="tensorboard, csv,csv").logger == "tensorboard,csv"
+    assert logger_names(Config())[0] == "csv"  # auto: csv, + tensorboard when installed
+    for bad in ("csv,neptune", "", "auto,csv"):
+        with pytest.raises(ConfigError) as err:
+            Config(logger=bad)
+        assert "csv, tensorboard, wandb, mlflow" in str(err.value) or "auto stands alone" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["wandb", "mlflow"])
+def test_logger_whose_package_is_missing_fails_before_any_file(tmp_path, color_folder, name):
+    if _installed(name):
+        pytest.skip(f"{name} is installed here")
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=f"pip install {name}"):
+        train(tiny_config(out, color_folder, epochs=1, logger=f"csv,{name}"))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name,path", [("wandb", "wandb"), ("mlflow", "mlruns")])
+def test_logger_wandb_and_mlflow_write_local_files(tmp_path, color_folder, monkeypatch, name, path):
+    if not _installed(name):
+        pytest.skip(f"{name} is not installed")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "run"
+    train(tiny_config(out, color_folder, epochs=1, shots=2, logger=f"csv,{name}"))
+    assert (out / "logs" / path).is_dir()
