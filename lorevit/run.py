@@ -65,7 +65,7 @@ def prepare_output(cfg: Config) -> Path:
 
 # Keys a resumed run may change: they do not change what is trained or measured. ``epochs`` may grow:
 # the cosine schedule is a closed form of the run's total step count (training.cosine_factor).
-RESUME_FREE_KEYS = ("resume", "overwrite", "progress", "num_workers", "eval_batch_size", "output", "epochs")
+RESUME_FREE_KEYS = ("resume", "overwrite", "progress", "num_workers", "eval_batch_size", "output", "epochs", "logger")
 
 
 def check_resume_config(cfg: Config, saved_path: Path) -> None:
@@ -81,7 +81,7 @@ def check_resume_config(cfg: Config, saved_path: Path) -> None:
     if differ:
         listed = "; ".join(f"{k}: {a!r} → {b!r}" for k, a, b in ((k, *v) for k, v in differ.items()))
         raise RunError(f"--resume with a config that differs from the run's ({saved_path}): {listed}. Resume with the "
-                       "same values (only epochs, progress, workers and eval batch size may change) or start a new run")
+                       "same values (only epochs, progress, workers, loggers and eval batch size may change) or start a new run")
     if cfg.epochs < saved.epochs:
         raise RunError(f"--resume: epochs {cfg.epochs} is fewer than the run's {saved.epochs}; a finished schedule "
                        "cannot shrink — start a new run")
