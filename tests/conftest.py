@@ -61,3 +61,15 @@ def tiny_config(output, data_root, **changes):
                   output=str(output), progress=False, knowledge="st:minilm", accelerator="cpu")
     values.update(changes)
     return Config(**values)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tmp_path_factory):
+    """A LORE adapter trained for one epoch on generated colour images (tiny random ViT): its prompts are real.
+    Shared by the session's tests that need a trained adapter (tasks, predict); none of them writes into it."""
+    from lorevit.run import train
+
+    root = tmp_path_factory.mktemp("adapter")
+    data = write_color_folder(root / "colors", per_class=(4, 2))
+    train(tiny_config(root / "run", data, epochs=1, shots=4, batch_size=4))
+    return root / "run"

@@ -9,18 +9,13 @@ from PIL import Image
 from lorevit.cli import main
 from lorevit.predict import PredictError, collect_images
 
-from .conftest import TINY_SIZE, tiny_config, write_color_folder
+from .conftest import TINY_SIZE
 
 
-@pytest.fixture(scope="module")
-def adapter(tmp_path_factory):
-    """A tiny LORE adapter trained for one epoch on generated colour images (3 classes)."""
-    from lorevit.run import train
-
-    root = tmp_path_factory.mktemp("predict")
-    data = write_color_folder(root / "colors", per_class=(4, 2))
-    train(tiny_config(root / "run", data, epochs=1, shots=4, batch_size=4))
-    return root / "run"
+@pytest.fixture
+def adapter(tiny_adapter):
+    """The session's tiny LORE adapter (3 classes, tests/conftest.py)."""
+    return tiny_adapter
 
 
 def write_images(folder, count, seed=0, suffix=".png"):

@@ -1,20 +1,9 @@
-"""Fixtures of the task tests: a tiny random ViT as B-B and a tiny trained adapter on it."""
+"""Fixtures of the task tests: B-B and LORE extractors on the tiny trained adapter of tests/conftest.py."""
 from __future__ import annotations
 
 import pytest
 
-from ..conftest import TINY_KWARGS, TINY_SIZE, TINY_VIT, tiny_config, write_color_folder
-
-
-@pytest.fixture(scope="session")
-def tiny_adapter(tmp_path_factory):
-    """A LORE adapter trained for one epoch on generated colour images (tiny random ViT): its prompts are real."""
-    from lorevit.run import train
-
-    root = tmp_path_factory.mktemp("adapter")
-    data = write_color_folder(root / "colors", per_class=(4, 2))
-    train(tiny_config(root / "run", data, epochs=1, shots=4, batch_size=4))
-    return root / "run"
+from ..conftest import TINY_KWARGS, TINY_SIZE, TINY_VIT
 
 
 @pytest.fixture(scope="session")
