@@ -8,15 +8,16 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities import rank_zero_only
 
 from .adapter import FILENAME as ADAPTER_FILE
@@ -25,13 +26,13 @@ from .backbone import PromptedViT, create_backbone
 from .config import Config, ConfigError, logger_names
 from .data import easy_indices, few_shot_indices, hard_indices
 from .data.sampling import short_classes
+from .errors import UserError
 from .io import atomic_write, write_json, write_text
 from .knowledge import ZERO_SHOT_TEMPLATE, check_matching_towers, class_features
-from .methods import METHODS, ZeroShotHead
+from .methods import ZeroShotHead
 from .model import ARCH_KEYS, PromptedClassifier, create_model
 from .paths import sub_dir
 from .training import ClassificationData, LitClassifier, predict_loader
-from .errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,6 @@ def make_trainer(cfg: Config, out: Path, epochs: int, stage: str = "") -> L.Trai
     csv → ``logs/metrics.csv``, tensorboard → ``logs/tensorboard``, wandb → ``logs/wandb`` (offline unless
     WANDB_MODE=online), mlflow → a local file store ``logs/mlruns`` (unless MLFLOW_TRACKING_URI is set).
     """
-    import os
-
     from lightning.pytorch import loggers as pl_loggers
 
     run_name = f"{out.name}-{stage}" if stage else out.name

@@ -90,7 +90,7 @@ class EpochShuffle(torch.utils.data.Sampler):
         seed_epoch(self.seed, epoch)
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, 1]).generate_state(1)[0]))
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch, 1))  # 1: the order's own stream
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
     def __len__(self) -> int:
@@ -175,9 +175,14 @@ class ClassificationData(L.LightningDataModule):
                            transform=self.test_transform)
 
 
+def derived_seed(*parts: int) -> int:
+    """A well-mixed 32-bit seed from several integers (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
 def seed_epoch(seed: int, epoch: int) -> None:
-    """Seed torch, numpy and random from (seed, epoch): the epoch's shuffle and augmentations."""
-    derived = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    """Seed torch, numpy and random from (seed, epoch): the epoch's augmentations."""
+    derived = derived_seed(seed, epoch)
     torch.manual_seed(derived)
     np.random.seed(derived)
     random.seed(derived)
