@@ -22,7 +22,6 @@ the weights instead of reading its eager-mode cache (see ``LocalityInteraction._
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -31,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import UserError
+from .io import atomic_write, file_sha256, write_json
 
 FORMATS = ("onnx",)
 FORMAT_TAG = "lorevit.onnx/1"
@@ -87,14 +87,6 @@ def logits_module(model):
     return Logits(model).eval()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def onnx_metadata(model, cfg, adapter_file: Path, opset: int) -> dict[str, str]:
     """What a deployment needs beside the graph: class names, preprocessing and provenance (all strings)."""
     import torch
@@ -117,7 +109,7 @@ def onnx_metadata(model, cfg, adapter_file: Path, opset: int) -> dict[str, str]:
         "output": f"{OUTPUT}: float32 (batch, {model.num_classes}), in the order of classnames",
         "knowledge": cfg.knowledge or "",
         "dataset": cfg.dataset,
-        "adapter_sha256": _sha256(adapter_file),
+        "adapter_sha256": file_sha256(adapter_file),
         "lorevit_version": __version__,
         "torch_version": torch.__version__,
         "opset": str(opset),
@@ -181,7 +173,6 @@ def export_onnx(adapter: str | Path, output: str | Path, opset: int = DEFAULT_OP
     against PyTorch with onnxruntime; writes ``output`` and ``output + '.json'`` or nothing at all."""
     require_onnx()
     from .adapter import FILENAME, load_adapter
-    from .io import atomic_write, write_json
 
     output = Path(output)
     if output.is_dir():

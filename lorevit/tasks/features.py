@@ -22,7 +22,6 @@ adapter's prompts enter the ViT outside training.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from ..backbone import PromptedViT, create_backbone
+from ..io import file_sha256
 from .common import progress_bar
 from .errors import TaskError
 
@@ -172,14 +172,6 @@ def to_tensor(image, mean: Sequence[float], std: Sequence[float]) -> torch.Tenso
     pixels = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.float32) / 255.0
     t = torch.from_numpy(pixels).permute(2, 0, 1)
     return (t - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _base_size(weights: str | None, base_size: int | None) -> int | None:
