@@ -33,6 +33,8 @@ PROTOCOLS = ("few-shot", "full", "easy-to-hard")
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
               "transformer-engine", "transformer-engine-float16")  # what Lightning's Trainer accepts
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
+WHITE_BOXES = ("paper", "public")  # issue 11 §3: the spec's White Box, or the public code's as an option
+HEADS = ("linear", "clip")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 # Lightning's loggers (issue 12 §5) → the import names that provide them (any one) and the pip package to install.
 LOGGERS = {"csv": ((), None), "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
@@ -41,7 +43,7 @@ LOGGERS = {"csv": ((), None), "tensorboard": (("tensorboard", "tensorboardX"), "
 _AT_LEAST_1 = ("shots", "batch_size", "eval_batch_size", "img_size", "stage_shots", "vpt_prompts", "bottleneck",
                "knn", "top_n", "num_nodes", "val_subset", "test_subset", "selection_pool")
 _AT_LEAST_0 = ("epochs", "hard_epochs", "n_global", "n_local", "val_every", "num_workers", "test_seed", "seed",
-               "weight_decay", "kp_weight", "lr_min")
+               "weight_decay", "kp_weight", "lr_min", "val_shots", "checkpoint_every_n_steps")
 _POSITIVE = ("lr", "hard_lr")
 
 
@@ -145,7 +147,8 @@ class Config:
     allow_fewer_shots: bool = False  # a class with < shots images: error, unless this (recorded in metrics.json)
     test_subset: int | None = None  # evaluate on this many test images (None: all), drawn with test_seed
     test_seed: int = 0  # fixed across runs, so every method and seed sees the same test images
-    val_every: int = 0  # also test after every N epochs on val_subset test images (0: never), for curves
+    val_shots: int | None = None  # validation images per class drawn from the train split, disjoint from the training shots (None: min(shots, 4) as CoOp; 0: none)
+    val_every: int = 0  # also evaluate after every N epochs (0: never), for curves and model selection
     val_subset: int = 500
     img_size: int = 112
     num_workers: int | None = None  # loader processes; None: auto (0 on the CPU, where they would steal the compute's cores; up to 8 with a GPU)
@@ -165,6 +168,8 @@ class Config:
     hard_epochs: int = 5
     selection_pool: int | None = 100  # candidates per class the stages pick from (None: whole train split)
     # LORE architecture (spec table)
+    white_box: str = "paper"  # paper (the spec's equations) | public (the public code's ViG LIN, conv PG, one-head KLA)
+    head: str = "linear"  # linear (on the pooled CLS) | clip (the public code: on logit_scale × the normalised projected CLIP embedding)
     n_global: int = 8
     n_local: int = 2
     vpt_prompts: int = 10
@@ -180,6 +185,7 @@ class Config:
     strategy: str = "auto"
     num_nodes: int = 1
     resume: bool = False  # continue from <output>/checkpoints/last.ckpt
+    checkpoint_every_n_steps: int = 0  # also save last.ckpt every N optimiser steps (0: at each epoch's end only); for long epochs
     overwrite: bool = False  # replace a finished run in <output>
     progress: bool = True
     logger: str = "auto"  # auto (csv, + tensorboard when installed) or a list of csv, tensorboard, wandb, mlflow: "csv,mlflow"
@@ -199,7 +205,7 @@ class Config:
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum: must be in [0, 1), got {self.momentum!r}")
         choices = {"method": METHOD_NAMES, "protocol": PROTOCOLS, "bad_images": ("fail", "skip"),
-                   "precision": PRECISIONS, "accelerator": ACCELERATORS}
+                   "precision": PRECISIONS, "accelerator": ACCELERATORS, "white_box": WHITE_BOXES, "head": HEADS}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")
