@@ -72,6 +72,8 @@ def cmd_train(args) -> int:
               f"test top-1 {metrics['test_top1']:.2f}% on {metrics['num_test']} images "
               f"in {metrics['wall_time_s']:.0f} s; trainable {metrics['trainable_params']:,} params "
               f"({metrics['trainable_pct']:.2f}%)")
+        if "val_top1" in metrics:
+            print(f"validation top-1 {metrics['val_top1']:.2f}% on {metrics['num_val']} held-out train images")
         if "stages" in metrics:
             s = metrics["stages"]
             print(f"easy-to-hard: LORE-e {s['easy']['test_top1']:.2f}% → LORE-h {s['hard']['test_top1']:.2f}% "

@@ -217,10 +217,21 @@ class Config:
                               "set knowledge: clip:<open_clip model>@<pretrained tag> (e.g. clip:ViT-B-16-quickgelu@openai)")
         if self.protocol == "easy-to-hard" and self.method == "zero-shot":
             raise ConfigError("easy-to-hard trains two stages; method zero-shot trains nothing")
+        if self.val_every and not self.validation_shots:
+            raise ConfigError("val_every evaluates on the validation split, which is empty here: set val_shots "
+                              "(images per class drawn from the train split; with protocol full they leave training)")
         if self.knowledge == "clip:auto":  # the CLIP backbone's own text tower (issue 11 §2)
             from .knowledge import resolve_knowledge  # imports torch: only when asked for
 
             self.knowledge = resolve_knowledge(self.knowledge, self.backbone, self.weights)
+
+    @property
+    def validation_shots(self) -> int:
+        """Validation images per class: ``val_shots``, or by default CoOp's min(k, 4) for few-shot and easy-to-hard
+        (k = the stage's shots) and none for the full protocol, where they would be taken out of training."""
+        if self.val_shots is not None:
+            return self.val_shots
+        return {"few-shot": min(self.shots, 4), "easy-to-hard": min(self.stage_shots, 4)}.get(self.protocol, 0)
 
     @classmethod
     def keys(cls) -> list[str]:

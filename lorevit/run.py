@@ -150,15 +150,16 @@ def _trainer(cfg: Config, out: Path, epochs: int, loggers, callbacks: list) -> L
             num_nodes=cfg.num_nodes, precision=cfg.precision, logger=loggers, callbacks=callbacks,
             enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=1,
             num_sanity_val_steps=0, default_root_dir=out, deterministic=False,
-            check_val_every_n_epoch=max(cfg.val_every, 1), limit_val_batches=1.0 if cfg.val_every else 0,
+            check_val_every_n_epoch=max(cfg.val_every, 1),
         )
     except (ValueError, TypeError, MisconfigurationException) as err:
         raise ConfigError(f"trainer settings (accelerator {cfg.accelerator!r}, devices {cfg.devices!r}, strategy "
                           f"{cfg.strategy!r}, precision {cfg.precision!r}, num_nodes {cfg.num_nodes}): {err}") from None
 
 
-def fit_and_test(cfg, model, data, out, *, stage="", epochs=None, lr=None, negatives=None, ckpt_path=None):
-    """Train (unless the method trains nothing) then test; returns (test metrics, history, seconds)."""
+def fit_and_test(cfg, model, data, out, *, stage="", epochs=None, lr=None, negatives=None, ckpt_path=None, test=True):
+    """Train (unless the method trains nothing), validate on the validation split (if any), then test (unless
+    ``test`` is False: model selection must not look at the test split); returns (metrics, history, seconds)."""
     epochs = cfg.epochs if epochs is None else epochs
     lit = LitClassifier(model, cfg, negatives=negatives, lr=lr)
     trainer = make_trainer(cfg, out, epochs, stage)
@@ -167,8 +168,10 @@ def fit_and_test(cfg, model, data, out, *, stage="", epochs=None, lr=None, negat
         trainer.fit(lit, train_dataloaders=data.train_dataloader(),
                     val_dataloaders=data.val_dataloader() if cfg.val_every else None, ckpt_path=ckpt_path)
     train_s = time.perf_counter() - start
+    results = trainer.validate(lit, dataloaders=data.val_dataloader(), verbose=False)[0] if data.val_indices else {}
     start = time.perf_counter()
-    results = trainer.test(lit, dataloaders=data.test_dataloader(), verbose=False)[0]
+    if test:
+        results.update(trainer.test(lit, dataloaders=data.test_dataloader(), verbose=False)[0])
     test_s = time.perf_counter() - start
     times = {"train_s": round(train_s, 2), "test_s": round(test_s, 2), "world_size": trainer.world_size}
     return {k: float(v) for k, v in results.items()}, lit.history, times
@@ -217,7 +220,7 @@ def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationDat
     """Spec "Protocols": LORE-e on the N easiest images per class, then LORE-h on LORE-e's N hardest."""
     targets = torch.tensor(data.train_set.targets)
     pool = few_shot_indices(data.train_set.targets, cfg.selection_pool, cfg.seed) if cfg.selection_pool \
-        else list(range(len(targets)))
+        else data.unreserved_train_indices()
     loader = data.plain_train_dataloader(pool)
     with torch.no_grad():  # Black Box features: the frozen ViT without prompts
         feats, order = zip(*[(model.backbone(images), index) for images, _, index in loader])
@@ -240,6 +243,7 @@ def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationDat
             "hard": {"indices": hard, "test_top1": hard_metrics["test_top1"], "history": hard_history, **hard_time},
         },
         "improvement": hard_metrics["test_top1"] - easy_metrics["test_top1"],
+        **{k: hard_metrics[k] for k in ("val_top1",) if k in hard_metrics},
         "history": easy_history + hard_history,
         "train_s": easy_time["train_s"] + hard_time["train_s"], "test_s": hard_time["test_s"],
         "negatives": "own-prediction" if negatives is None else "clip-zero-shot",
@@ -258,11 +262,13 @@ def plot_curves(metrics: dict, path: Path) -> None:
         log.warning("training curves not drawn: %s", err)
 
 
-def train(cfg: Config, backbone: PromptedViT | None = None, data: ClassificationData | None = None) -> dict:
+def train(cfg: Config, backbone: PromptedViT | None = None, data: ClassificationData | None = None,
+          test: bool = True) -> dict:
     """Run ``cfg`` end to end and return its metrics (also written to ``<output>/metrics.json``).
 
     ``backbone`` and ``data`` (built from ``cfg`` when not given) let a benchmark share the frozen
-    ViT and the sampled images between runs; they must match ``cfg``.
+    ViT and the sampled images between runs; they must match ``cfg``. ``test=False`` stops after the
+    validation split (a model-selection run, ``bench ablation --grid``): no test metrics.
     """
     validate(cfg)
     out = prepare_output(cfg)
@@ -280,6 +286,7 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
         write_text(out / "config.yaml", cfg.to_yaml())
     metrics = summary(cfg, model)
     metrics["num_test"] = len(data.test_indices)
+    metrics["num_val"] = len(data.val_indices)
     if cfg.protocol == "few-shot" and cfg.allow_fewer_shots:  # the opt-in is never silent
         short = short_classes(data.train_set.targets, cfg.shots)
         metrics["fewer_shots"] = {data.classnames[c]: n for c, n in short.items()}
@@ -288,10 +295,11 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
         metrics["num_train"] = len(data.train_indices)
     else:
         if rank_zero_only.rank == 0:
-            write_json(out / "indices.json", {"train": data.train_indices, "seed": cfg.seed, "shots": cfg.shots})
+            write_json(out / "indices.json", {"train": data.train_indices, "val": data.val_indices, "seed": cfg.seed,
+                                              "shots": cfg.shots})
         ckpt = out / "checkpoints" / "last.ckpt" if cfg.resume else None
         negatives = zero_shot_negatives(cfg, model, data)
-        results, history, times = fit_and_test(cfg, model, data, out, negatives=negatives, ckpt_path=ckpt)
+        results, history, times = fit_and_test(cfg, model, data, out, negatives=negatives, ckpt_path=ckpt, test=test)
         metrics.update(results, history=history, num_train=len(data.train_indices), **times)
         metrics["negatives"] = "none" if not model.method.uses_knowledge else \
             "own-prediction" if negatives is None else "clip-zero-shot"

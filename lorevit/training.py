@@ -23,6 +23,7 @@ from torchvision import transforms as T
 
 from .config import Config
 from .data import build_dataset, collate_skip_bad, few_shot_indices, subset_indices
+from .data.sampling import validation_indices
 from .model import PromptedClassifier
 
 log = logging.getLogger(__name__)
@@ -137,13 +138,30 @@ class ClassificationData(L.LightningDataModule):
         if self.train_set.classnames != self.test_set.classnames:
             raise ValueError(f"{cfg.dataset}: train and test splits disagree on the class list")
         self.classnames = list(self.train_set.classnames)
+        self.val_indices = self._validation_split()
         if train_indices is None:
             train_indices = few_shot_indices(self.train_set.targets, cfg.shots, cfg.seed, self.classnames,
                                              cfg.allow_fewer_shots) \
-                if cfg.protocol != "full" else range(len(self.train_set))
+                if cfg.protocol != "full" else self.unreserved_train_indices()
         self.train_indices = list(train_indices)
         self.test_indices = subset_indices(len(self.test_set), cfg.test_subset, cfg.test_seed) \
             if cfg.test_subset else list(range(len(self.test_set)))
+
+    def _validation_split(self) -> list[int]:
+        """Train-split images held out for validation (issue 11 §5): disjoint from the training shots and from the
+        easy-to-hard pool, seeded by ``seed``, at most ``val_subset`` of them (stratified)."""
+        cfg, targets = self.cfg, self.train_set.targets
+        if not cfg.validation_shots:
+            return []
+        reserved = {"few-shot": cfg.shots, "easy-to-hard": cfg.selection_pool or 0}.get(cfg.protocol, 0)
+        val = validation_indices(targets, cfg.validation_shots, cfg.seed, reserved)
+        keep = subset_indices(len(val), cfg.val_subset, cfg.seed, targets=[targets[i] for i in val])
+        return [val[i] for i in keep]
+
+    def unreserved_train_indices(self) -> list[int]:
+        """The whole train split less the validation images: the full protocol's training set."""
+        held_out = set(self.val_indices)
+        return [i for i in range(len(self.train_set)) if i not in held_out]
 
     def loader(self, dataset, indices, train: bool, transform=None) -> DataLoader:
         if transform is not None:  # e.g. feature extraction from the train split without augmentation
@@ -158,10 +176,8 @@ class ClassificationData(L.LightningDataModule):
                           persistent_workers=workers > 0, pin_memory=pin)
 
     def val_dataloader(self) -> DataLoader:
-        """A fixed test subset checked after every ``val_every`` epochs (for training curves)."""
-        n = min(self.cfg.val_subset, len(self.test_indices))
-        chosen = subset_indices(len(self.test_indices), n, self.cfg.test_seed)
-        return self.loader(self.test_set, [self.test_indices[i] for i in chosen], train=False)
+        """The validation split (train images, test transform): checked every ``val_every`` epochs and at the end."""
+        return self.plain_train_dataloader(self.val_indices)
 
     def train_dataloader(self) -> DataLoader:
         return self.loader(self.train_set, self.train_indices, train=True)

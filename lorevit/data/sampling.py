@@ -58,6 +58,23 @@ def few_shot_indices(targets: Sequence[int], shots: int, seed: int, classnames: 
     return sorted(chosen)
 
 
+def validation_indices(targets: Sequence[int], val_shots: int, seed: int, reserved: int = 0) -> list[int]:
+    """``val_shots`` validation images per class from the train split (issue 11 §5; CoOp uses min(k, 4)).
+
+    They are the *last* ``val_shots`` of the class's permutation for ``seed`` — the permutation whose
+    first ``shots`` images are the few-shot training pick (:func:`few_shot_indices`) — so they never
+    overlap the first ``reserved`` images (the training shots, or the easy-to-hard selection pool), and
+    a class large enough gives the same validation images for every k. A class with fewer than
+    ``reserved + val_shots`` images gives what is left after the reserved ones. The result is sorted.
+    """
+    chosen: list[int] = []
+    for label, idx in _by_class(targets).items():
+        order = np.random.default_rng([seed, label]).permutation(len(idx))
+        start = max(reserved, len(idx) - val_shots)
+        chosen.extend(idx[j] for j in order[start:])
+    return sorted(chosen)
+
+
 def subset_indices(
     n_total: int, n: int | None, seed: int, targets: Sequence[int] | None = None
 ) -> list[int]:
