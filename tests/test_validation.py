@@ -92,3 +92,50 @@ def test_validation_is_disjoint_from_a_test_fraction_split(tmp_path):
     data = ClassificationData(cfg, {"mean": (0.5,) * 3, "std": (0.5,) * 3})
     train_files = {data.train_set.items[i] for i in data.val_indices + data.train_indices}
     assert data.val_indices and not train_files & set(data.test_set.items)
+
+
+# ----------------------------------------------------------------------------- choosing settings on validation
+
+def test_select_on_validation_takes_the_best_mean_and_the_first_on_a_tie():
+    from lorevit.bench.ablation import AblationPlan, point_name, select_on_validation
+
+    plan = AblationPlan(Config(), methods=["linear", "lore"], shots=[4], seeds=[0, 1],
+                        grid={"epochs": [10, 30], "weight_decay": [0.001, 0.01]})
+    assert [point_name(p) for p in plan.points()] == ["ep10-wd0.001", "ep10-wd0.01", "ep30-wd0.001", "ep30-wd0.01"]
+    val = {"linear": [50, 60, 70, 40], "lore": [80, 80, 10, 10]}  # seed 0; seed 1 is 2 points higher
+    runs = {(m, 4, s, point_name(p)): {"val_top1": float(val[m][i] + 2 * s)}
+            for m in val for s in (0, 1) for i, p in enumerate(plan.points())}
+    chosen, table = select_on_validation(plan, runs)
+    assert chosen == {("linear", 4): {"epochs": 30, "weight_decay": 0.001},
+                      ("lore", 4): {"epochs": 10, "weight_decay": 0.001}}
+    best = table["linear"]["4"]["points"][2]
+    assert table["linear"]["4"]["chosen"] == "ep30-wd0.001" and best["mean"] == 71.0 and best["std"] == pytest.approx(1.4142, abs=1e-4)
+
+
+def test_bench_ablation_grid_tests_only_the_runs_chosen_on_validation(tmp_path, color_folder, capsys):
+    from lorevit.cli import main
+    from tests.conftest import TINY_KWARGS, TINY_SIZE, TINY_VIT
+
+    out = tmp_path / "ablation"
+    args = ["bench", "ablation", "--backbone", TINY_VIT, "--weights", "random", "--backbone-kwargs", str(TINY_KWARGS),
+            "--img-size", str(TINY_SIZE), "--dataset", "imagefolder", "--data-root", str(color_folder),
+            "--methods", "linear,lore", "--shots", "2", "--seeds", "0", "--batch-size", "8", "--test-subset", "9",
+            "--accelerator", "cpu", "--lr", "0.05", "--grid", "epochs=1,2", "--val-shots", "3", "--output", str(out)]
+    assert main(args) == 0
+    report = json.loads((out / "ablation.json").read_text())
+    for method in ("linear", "lore"):
+        entry = report["selection"][method]["2"]
+        vals = {p["name"]: p["mean"] for p in entry["points"]}
+        assert set(vals) == {"ep1", "ep2"} and entry["chosen"] == max(vals, key=vals.get)
+        for name in vals:  # the test split was read for the chosen run only
+            metrics = json.loads((out / "runs" / method / "2shot" / name / "seed0" / "metrics.json").read_text())
+            assert metrics["num_val"] == 3 * len(CLASSES) and metrics["val_top1"] == vals[name]
+            assert ("test_top1" in metrics) == (name == entry["chosen"])
+        assert report["results"][method]["2"]["runs"] == [round(json.loads(
+            (out / "runs" / method / "2shot" / entry["chosen"] / "seed0" / "metrics.json").read_text())["test_top1"], 4)]
+    assert "chosen on the validation split" in (out / "ablation.md").read_text()
+    capsys.readouterr()
+    assert main(args) == 0  # resumable: read back, nothing retrained or retested
+    assert "done before" in capsys.readouterr().out
+    assert main([*args[:-2], "--grid", "momentum=0.5", "--output", str(out)]) == 2
+    assert main([*args[:-4], "--val-shots", "0", "--output", str(tmp_path / "x")]) == 2

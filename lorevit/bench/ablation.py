@@ -12,18 +12,25 @@ Output directory::
     ablation.png    bars with error bars (std over seeds)
     runs/<method>/<k>shot/seed<s>/{config.yaml,metrics.json,adapter.safetensors,...}
 
+With a ``grid`` (``--grid epochs=10,30 --grid weight_decay=0.001,0.01``) each method first trains every
+grid point for every seed *without testing* and picks, per method and k, the point with the best mean
+accuracy on the validation split (train images held out of the shots, ``val_shots``); only the picked
+runs are then tested — the test split is read once (issue 11 §5). Grid runs live in
+``runs/<method>/<k>shot/<point>/seed<s>``; ``ablation.json`` gains ``selection``.
+
 Resumable: a run whose ``metrics.json`` exists is read back, not trained again (its config must
 match; otherwise choose another ``--output``). ``ablation.json`` is rewritten atomically after every
 run, so partial results survive an interruption.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -55,6 +62,12 @@ RUN_KEYS = ("method", "backbone", "weights", "backbone_kwargs", "knowledge", "da
             "precision")
 
 
+# Keys a grid may search over on the validation split (the optimisation recipe; the method's own
+# architecture is the method).
+SELECTABLE = ("epochs", "weight_decay", "lr", "kp_weight", "batch_size")
+SHORT = {"epochs": "ep", "weight_decay": "wd", "lr": "lr", "kp_weight": "kp", "batch_size": "bs"}
+
+
 @dataclass
 class AblationPlan:
     base: Config
@@ -62,6 +75,12 @@ class AblationPlan:
     shots: Sequence[int] = DEFAULT_SHOTS
     seeds: Sequence[int] = DEFAULT_SEEDS
     full_test: bool = False
+    grid: dict[str, list] = field(default_factory=dict)  # key → values, searched on the validation split
+
+    def points(self) -> list[dict]:
+        """Every combination of the grid's values, in the order given (the first wins a tie)."""
+        keys = list(self.grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))] or [{}]
 
     def validate(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -75,16 +94,28 @@ class AblationPlan:
             raise ConfigError("the ablation is a few-shot benchmark; protocol must be few-shot")
         if not self.full_test and self.base.test_subset is not None and self.base.test_subset < 1:
             raise ConfigError("test_subset must be a positive integer (or pass --full-test)")
+        for key in self.grid:
+            if key not in SELECTABLE:
+                raise ConfigError(f"--grid {key}: only {', '.join(SELECTABLE)} can be chosen on the validation split")
+        if self.grid and any(not self.base.replace(shots=int(k)).validation_shots for k in self.shots):
+            raise ConfigError("--grid picks settings on the validation split, which is empty: set --val-shots N")
 
 
-def run_dir(out: Path, method: str, shots: int, seed: int) -> Path:
-    return out / "runs" / method / f"{shots}shot" / f"seed{seed}"
+def point_name(point: dict) -> str:
+    """``ep30-wd0.01``: a grid point as a directory name."""
+    return "-".join(f"{SHORT[k]}{v:g}" if isinstance(v, float) else f"{SHORT[k]}{v}" for k, v in point.items())
 
 
-def run_config(plan: AblationPlan, out: Path, method: str, shots: int, seed: int) -> Config:
+def run_dir(out: Path, method: str, shots: int, seed: int, point: dict | None = None) -> Path:
+    folder = out / "runs" / method / f"{shots}shot"
+    return (folder / point_name(point) if point else folder) / f"seed{seed}"
+
+
+def run_config(plan: AblationPlan, out: Path, method: str, shots: int, seed: int, point: dict | None = None) -> Config:
     return plan.base.replace(method=method, shots=int(shots), seed=int(seed), protocol="few-shot",
-                             output=str(run_dir(out, method, shots, seed)),
-                             test_subset=None if plan.full_test else plan.base.test_subset, resume=False)
+                             output=str(run_dir(out, method, shots, seed, point)),
+                             test_subset=None if plan.full_test else plan.base.test_subset, resume=False,
+                             **(point or {}))
 
 
 def zero_shot_unavailable(cfg: Config) -> str | None:
@@ -150,7 +181,8 @@ def ablation_markdown(report: dict) -> str:
     lines = [
         "# Ablation (paper Table 5)", "",
         f"`{s['backbone']}` ({s['weights']}) at {s['img_size']} px, knowledge `{s['knowledge']}`, "
-        f"{s['dataset']}; {s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}; seeds {s['seeds']} "
+        f"{s['dataset']}; {s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}"
+        f"{' (except the grid keys, chosen per method on the validation split: below)' if s.get('grid') else ''}; seeds {s['seeds']} "
         f"(same images for every method within a seed); test: {s['test']}. Top-1 accuracy (%), mean ± std over seeds.",
         "",
         "| method | " + " | ".join(f"{k}-shot" for k in shots) + " | trainable params |",
@@ -181,6 +213,8 @@ def ablation_markdown(report: dict) -> str:
             pairs = ", ".join(f"{p}: {'yes' if ok else 'no'}" for p, ok in c["pairs"].items())
             lines.append(f"- {k}-shot: {'holds' if c['holds'] else 'does not hold'} ({pairs}); "
                          f"ranking {' > '.join(c['ranking'])}")
+    if report.get("selection"):
+        lines += selection_markdown(report["selection"], s)
     lines += ["", "Paper (16-shot, average of CIFAR-10/100, DTD, ImageNet; CLIP ViT-B/16): B-B + VPT 73.91, "
                   "LORE w/o L_kp 77.16, LORE 78.19."]
     return "\n".join(lines) + "\n"
@@ -225,8 +259,57 @@ def plot_ablation(report: dict, path: str | Path) -> Path:
     return Path(path)
 
 
+def test_saved_run(cfg: Config, backbone, data) -> dict:
+    """Test a finished selection run from its saved adapter (its ``metrics.json`` gains the test metrics)."""
+    from ..adapter import load_adapter
+    from ..run import fit_and_test
+
+    path = Path(cfg.output)
+    model, _ = load_adapter(path, backbone=backbone)
+    results, _, times = fit_and_test(cfg.replace(epochs=0, progress=False, logger="csv"), model, data, path / "test")
+    metrics = json.loads((path / "metrics.json").read_text())
+    metrics.update(results, test_s=times["test_s"])
+    write_json(path / "metrics.json", metrics)
+    return metrics
+
+
+def select_on_validation(plan: AblationPlan, runs: dict[tuple, dict]) -> tuple[dict, dict]:
+    """Per method and k, the grid point with the best mean validation top-1 over the seeds (first one on a tie).
+
+    Returns ({(method, k): point}, the selection table for ``ablation.json``)."""
+    chosen, table = {}, {}
+    for method in plan.methods:
+        for k in plan.shots:
+            rows = []
+            for point in plan.points():
+                accs = [runs[(method, k, s, point_name(point))]["val_top1"] for s in plan.seeds
+                        if (method, k, s, point_name(point)) in runs]
+                if accs:
+                    rows.append({"point": point, "name": point_name(point), "val": [round(a, 4) for a in accs],
+                                 "mean": round(statistics.fmean(accs), 4),
+                                 "std": round(statistics.stdev(accs), 4) if len(accs) > 1 else 0.0})
+            if rows:
+                best = max(rows, key=lambda r: r["mean"])  # max keeps the first of equal means
+                chosen[(method, int(k))] = best["point"]
+                table.setdefault(method, {})[str(k)] = {"chosen": best["name"], "points": rows}
+    return chosen, table
+
+
+def selection_markdown(selection: dict, setup: dict) -> list[str]:
+    lines = ["", f"## Settings chosen on the validation split ({setup.get('val_shots')} held-out train images per "
+                 "class; mean top-1 ± std over seeds; **chosen**; the test split was not read for these)", ""]
+    for method, per_k in selection.items():
+        for k, entry in per_k.items():
+            cells = [f"**{r['name']}: {r['mean']:.2f} ± {r['std']:.2f}**" if r["name"] == entry["chosen"]
+                     else f"{r['name']}: {r['mean']:.2f} ± {r['std']:.2f}" for r in entry["points"]]
+            lines.append(f"- {LABELS.get(method, method)}, {k}-shot: " + "; ".join(cells))
+    return lines
+
+
 def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[str], None] | None = print) -> dict:
-    """Train and test the grid (resuming finished runs), writing the JSON, MD and PNG as it goes."""
+    """Train and test the grid (resuming finished runs), writing the JSON, MD and PNG as it goes.
+
+    With ``plan.grid`` the settings of each (method, k) are first chosen on the validation split."""
     from ..run import train
     from ..training import ClassificationData
 
@@ -250,6 +333,9 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
         "accelerator": base.accelerator, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "budget_note": "offline defaults chosen for about 45 min on 2 idle CPU cores (112 px, 10 epochs, 2,000 fixed test images)"
     }
+    if plan.grid:
+        setup.update(grid={k: list(v) for k, v in plan.grid.items()}, val_shots=base.val_shots)
+    selection: dict = {}
 
     def write_all() -> dict:
         results = aggregate(plan, finished, notes)
@@ -257,6 +343,8 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
         report = {"setup": {**setup, "runs_done": done, "runs_total": len(grid),
                             "wall_time_s": round(time.perf_counter() - start, 1)},
                   "results": results, "claim": check_claim(results)}
+        if selection:
+            report["selection"] = selection
         write_json(out / "ablation.json", report)
         write_text(out / "ablation.md", ablation_markdown(report))
         return report
@@ -265,6 +353,51 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
     data_cache: dict[tuple[int, int], object] = {}
     run_seconds: list[float] = []
     zero_shot_result: dict | None = None
+
+    def shared_data(cfg: Config):
+        nonlocal backbone
+        if backbone is None:
+            backbone = create_backbone(base.backbone, base.weights, base.img_size, **base.backbone_kwargs)
+        if (cfg.shots, cfg.seed) not in data_cache:
+            data_cache.clear()
+            data_cache[(cfg.shots, cfg.seed)] = ClassificationData(cfg, backbone.data_config)
+        return data_cache[(cfg.shots, cfg.seed)]
+
+    def execute(cfg: Config, test: bool = True) -> dict:
+        """One run, trained as ``lorevit train`` does, sharing the backbone and the sampled images."""
+        _check_reusable(cfg, Path(cfg.output))
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():  # Lightning's notes on frozen (eval-mode) modules, no val loader
+            warnings.filterwarnings("ignore", message=".*eval mode at the start of training.*")
+            warnings.filterwarnings("ignore", message=".*validation_step.*")
+            metrics = train(cfg.replace(overwrite=True), backbone=backbone, data=shared_data(cfg), test=test)
+        run_seconds.append(time.perf_counter() - t0)
+        return metrics
+
+    if plan.grid:  # model selection first: every grid point, validation only
+        selection_runs: dict[tuple, dict] = {}
+        trained = [m for m in plan.methods if m != "zero-shot"]
+        todo = [(m, int(k), int(s), p) for s in plan.seeds for k in plan.shots for m in trained for p in plan.points()]
+        for i, (method, k, seed, point) in enumerate(todo, 1):
+            cfg = run_config(plan, out, method, k, seed, point)
+            label = f"[select {i}/{len(todo)}] {method} {k}-shot {point_name(point)} seed {seed}"
+            path = Path(cfg.output)
+            if (path / "metrics.json").is_file():
+                _check_reusable(cfg, path)
+                metrics = json.loads((path / "metrics.json").read_text())
+                say(f"{label}: done before, val {metrics['val_top1']:.2f}%")
+            else:
+                shared_data(cfg)
+                metrics = execute(cfg, test=False)
+                eta = statistics.fmean(run_seconds) * (len(todo) - i)
+                say(f"{label}: val {metrics['val_top1']:.2f}% ({run_seconds[-1]:.0f} s; ~{eta / 60:.0f} min left)")
+            selection_runs[(method, k, seed, point_name(point))] = metrics
+        chosen, selection = select_on_validation(plan, selection_runs)
+        for (method, k), point in chosen.items():
+            say(f"chosen on validation: {method} {k}-shot → {point_name(point)}")
+    else:
+        chosen = {}
+
     for i, (method, k, seed) in enumerate(grid, 1):
         label = f"[{i}/{len(grid)}] {method} {k}-shot seed {seed}"
         if method == "zero-shot":
@@ -274,37 +407,31 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
                     say(f"{label}: {reason}")
                 notes[method] = reason
                 continue
-        cfg = run_config(plan, out, method, k, seed)
+        cfg = run_config(plan, out, method, k, seed, chosen.get((method, k)))
         path = Path(cfg.output)
         if (path / "metrics.json").is_file():
             _check_reusable(cfg, path)
-            finished[(method, k, seed)] = json.loads((path / "metrics.json").read_text())
-            say(f"{label}: done before, {finished[(method, k, seed)]['test_top1']:.2f}%")
+            metrics = json.loads((path / "metrics.json").read_text())
+            if "test_top1" not in metrics:  # a chosen selection run: tested now, once
+                data = shared_data(cfg)  # builds the shared backbone too
+                metrics = test_saved_run(cfg, backbone, data)
+                say(f"{label}: {point_name(chosen[(method, k)])} tested, {metrics['test_top1']:.2f}%")
+            else:
+                say(f"{label}: done before, {metrics['test_top1']:.2f}%")
+            finished[(method, k, seed)] = metrics
             write_all()
             continue
         if method == "zero-shot" and zero_shot_result is not None:  # no training: one evaluation serves all
             finished[(method, k, seed)] = zero_shot_result
             continue
-        if backbone is None:
-            backbone = create_backbone(base.backbone, base.weights, base.img_size, **base.backbone_kwargs)
-        if (k, seed) not in data_cache:
-            data_cache.clear()
-            data_cache[(k, seed)] = ClassificationData(cfg, backbone.data_config)
-        data = data_cache[(k, seed)]
-        _check_reusable(cfg, path)
-        t0 = time.perf_counter()
         try:
-            with warnings.catch_warnings():  # Lightning's notes on frozen (eval-mode) modules, no val loader
-                warnings.filterwarnings("ignore", message=".*eval mode at the start of training.*")
-                warnings.filterwarnings("ignore", message=".*validation_step.*")
-                metrics = train(cfg.replace(overwrite=True), backbone=backbone, data=data)
+            metrics = execute(cfg)
         except ValueError as err:
             if method != "zero-shot":
                 raise
             notes[method] = f"n/a: {err}"
             say(f"{label}: {notes[method]}")
             continue
-        run_seconds.append(time.perf_counter() - t0)
         finished[(method, k, seed)] = metrics
         if method == "zero-shot":
             zero_shot_result = metrics

@@ -1,6 +1,7 @@
 """``lorevit bench ablation | complexity | data | tasks`` (registered by ``lorevit.cli``).
 
     lorevit bench ablation [--config FILE] [--methods a,b] [--shots 4,16] [--seeds 0,1,2] [--full-test]
+                           [--grid epochs=10,30 --grid weight_decay=0.001,0.01]   (chosen on validation)
                            [--output DIR] [--KEY VALUE ...]      (any config key: backbone, dataset, epochs, ...)
     lorevit bench complexity [--backbone NAME] [--weights W] [--img-size N] [--batch-size B] [--output DIR]
     lorevit bench data [--data-root DIR] [--workers 0,2,auto] [--img-size N] [--batch-size B] [--output DIR]
@@ -35,6 +36,23 @@ def _str_list(text: str) -> list[str]:
     return [v for v in str(text).replace(" ", "").split(",") if v]
 
 
+def _grid(items: list[str]) -> dict[str, list]:
+    """``--grid epochs=10,30 --grid weight_decay=0.001,0.01`` → {key: [values]}, each value checked as the key's type."""
+    import dataclasses
+
+    from ..config import Config, coerce
+
+    types = {f.name: str(f.type) for f in dataclasses.fields(Config)}
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types or not values.strip():
+            raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2,... with a config key, e.g. --grid epochs=10,30")
+        grid[key] = [coerce(key, v.strip(), types[key]) for v in values.split(",") if v.strip()]
+    return grid
+
+
 def cmd_ablation(args) -> int:
     from ..cli import config_from_args
     from ..config import Config
@@ -43,7 +61,7 @@ def cmd_ablation(args) -> int:
 
     base = config_from_args(args, Config(**ABLATION_DEFAULTS), skip=ABLATION_OWN_OPTIONS)
     plan = AblationPlan(base, methods=_str_list(args.methods), shots=_int_list(args.shots, "shots"),
-                        seeds=_int_list(args.seeds, "seeds"), full_test=args.full_test)
+                        seeds=_int_list(args.seeds, "seeds"), full_test=args.full_test, grid=_grid(args.grid or []))
     report = run_ablation(plan, args.output, progress=print)
     print(f"\nablation written to {args.output}/ablation.{{json,md,png}}")
     print(Path(args.output, "ablation.md").read_text())
@@ -119,6 +137,9 @@ def register(commands) -> None:
     ablation.add_argument("--shots", default=",".join(map(str, DEFAULT_SHOTS)), help="k values, e.g. 4,16")
     ablation.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="e.g. 0,1,2")
     ablation.add_argument("--full-test", action="store_true", help="evaluate on the whole test split")
+    ablation.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                          help="choose this key per method on the validation split before testing (repeatable), "
+                               "e.g. --grid epochs=10,30 --grid weight_decay=0.001,0.01")
     ablation.add_argument("--output", default="benchmarks/ablation", help="directory (default benchmarks/ablation)")
     add_config_options(ablation, skip=ABLATION_OWN_OPTIONS)
     ablation.set_defaults(func=cmd_ablation)
