@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 import pytest
+import yaml
 
 from lorevit.config import Config, ConfigError
 from lorevit.data import few_shot_indices
@@ -119,7 +120,8 @@ def test_bench_ablation_grid_tests_only_the_runs_chosen_on_validation(tmp_path, 
     out = tmp_path / "ablation"
     args = ["bench", "ablation", "--backbone", TINY_VIT, "--weights", "random", "--backbone-kwargs", str(TINY_KWARGS),
             "--img-size", str(TINY_SIZE), "--dataset", "imagefolder", "--data-root", str(color_folder),
-            "--methods", "linear,lore", "--shots", "2", "--seeds", "0", "--batch-size", "8", "--test-subset", "9",
+            "--methods", "linear,lore", "--shots", "2", "--seeds", "0,1", "--select-seeds", "0", "--batch-size", "8",
+            "--test-subset", "9",
             "--accelerator", "cpu", "--lr", "0.05", "--grid", "epochs=1,2", "--val-shots", "3", "--output", str(out)]
     assert main(args) == 0
     report = json.loads((out / "ablation.json").read_text())
@@ -131,8 +133,11 @@ def test_bench_ablation_grid_tests_only_the_runs_chosen_on_validation(tmp_path, 
             metrics = json.loads((out / "runs" / method / "2shot" / name / "seed0" / "metrics.json").read_text())
             assert metrics["num_val"] == 3 * len(CLASSES) and metrics["val_top1"] == vals[name]
             assert ("test_top1" in metrics) == (name == entry["chosen"])
-        assert report["results"][method]["2"]["runs"] == [round(json.loads(
-            (out / "runs" / method / "2shot" / entry["chosen"] / "seed0" / "metrics.json").read_text())["test_top1"], 4)]
+        chosen = out / "runs" / method / "2shot" / entry["chosen"]
+        assert report["results"][method]["2"]["runs"] == [  # seed 1 was not searched: trained at the chosen point
+            round(json.loads((chosen / f"seed{s}" / "metrics.json").read_text())["test_top1"], 4) for s in (0, 1)]
+        assert yaml.safe_load((chosen / "seed1" / "config.yaml").read_text())["epochs"] == int(entry["chosen"][2:])
+        assert not any((out / "runs" / method / "2shot" / name / "seed1").exists() for name in vals if name != entry["chosen"])
     assert "chosen on the validation split" in (out / "ablation.md").read_text()
     capsys.readouterr()
     assert main(args) == 0  # resumable: read back, nothing retrained or retested

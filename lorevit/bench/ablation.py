@@ -13,7 +13,7 @@ Output directory::
     runs/<method>/<k>shot/seed<s>/{config.yaml,metrics.json,adapter.safetensors,...}
 
 With a ``grid`` (``--grid epochs=10,30 --grid weight_decay=0.001,0.01``) each method first trains every
-grid point for every seed *without testing* and picks, per method and k, the point with the best mean
+grid point for every seed (or the ``--select-seeds``) *without testing* and picks, per method and k, the point with the best mean
 accuracy on the validation split (train images held out of the shots, ``val_shots``); only the picked
 runs are then tested — the test split is read once (issue 11 §5). Grid runs live in
 ``runs/<method>/<k>shot/<point>/seed<s>``; ``ablation.json`` gains ``selection``.
@@ -76,6 +76,11 @@ class AblationPlan:
     seeds: Sequence[int] = DEFAULT_SEEDS
     full_test: bool = False
     grid: dict[str, list] = field(default_factory=dict)  # key → values, searched on the validation split
+    select_seeds: Sequence[int] | None = None  # seeds the grid is searched with (None: all of ``seeds``)
+
+    @property
+    def selection_seeds(self) -> list[int]:
+        return [int(s) for s in (self.seeds if self.select_seeds is None else self.select_seeds)]
 
     def points(self) -> list[dict]:
         """Every combination of the grid's values, in the order given (the first wins a tie)."""
@@ -282,7 +287,7 @@ def select_on_validation(plan: AblationPlan, runs: dict[tuple, dict]) -> tuple[d
         for k in plan.shots:
             rows = []
             for point in plan.points():
-                accs = [runs[(method, k, s, point_name(point))]["val_top1"] for s in plan.seeds
+                accs = [runs[(method, k, s, point_name(point))]["val_top1"] for s in plan.selection_seeds
                         if (method, k, s, point_name(point)) in runs]
                 if accs:
                     rows.append({"point": point, "name": point_name(point), "val": [round(a, 4) for a in accs],
@@ -297,7 +302,8 @@ def select_on_validation(plan: AblationPlan, runs: dict[tuple, dict]) -> tuple[d
 
 def selection_markdown(selection: dict, setup: dict) -> list[str]:
     lines = ["", f"## Settings chosen on the validation split ({setup.get('val_shots')} held-out train images per "
-                 "class; mean top-1 ± std over seeds; **chosen**; the test split was not read for these)", ""]
+                 f"class; validation top-1, mean ± std over seeds {setup.get('selection_seeds')}; **chosen**; the test "
+                 "split was not read for these)", ""]
     for method, per_k in selection.items():
         for k, entry in per_k.items():
             cells = [f"**{r['name']}: {r['mean']:.2f} ± {r['std']:.2f}**" if r["name"] == entry["chosen"]
@@ -334,7 +340,8 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
         "budget_note": "offline defaults chosen for about 45 min on 2 idle CPU cores (112 px, 10 epochs, 2,000 fixed test images)"
     }
     if plan.grid:
-        setup.update(grid={k: list(v) for k, v in plan.grid.items()}, val_shots=base.val_shots)
+        setup.update(grid={k: list(v) for k, v in plan.grid.items()}, val_shots=base.val_shots,
+                     selection_seeds=plan.selection_seeds)
     selection: dict = {}
 
     def write_all() -> dict:
@@ -377,7 +384,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
     if plan.grid:  # model selection first: every grid point, validation only
         selection_runs: dict[tuple, dict] = {}
         trained = [m for m in plan.methods if m != "zero-shot"]
-        todo = [(m, int(k), int(s), p) for s in plan.seeds for k in plan.shots for m in trained for p in plan.points()]
+        todo = [(m, int(k), s, p) for s in plan.selection_seeds for k in plan.shots for m in trained for p in plan.points()]
         for i, (method, k, seed, point) in enumerate(todo, 1):
             cfg = run_config(plan, out, method, k, seed, point)
             label = f"[select {i}/{len(todo)}] {method} {k}-shot {point_name(point)} seed {seed}"
@@ -412,7 +419,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
         if (path / "metrics.json").is_file():
             _check_reusable(cfg, path)
             metrics = json.loads((path / "metrics.json").read_text())
-            if "test_top1" not in metrics:  # a chosen selection run: tested now, once
+            if "test_top1" not in metrics:  # a chosen selection run: tested now, once (seeds not searched train here)
                 data = shared_data(cfg)  # builds the shared backbone too
                 metrics = test_saved_run(cfg, backbone, data)
                 say(f"{label}: {point_name(chosen[(method, k)])} tested, {metrics['test_top1']:.2f}%")

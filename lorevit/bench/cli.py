@@ -61,7 +61,8 @@ def cmd_ablation(args) -> int:
 
     base = config_from_args(args, Config(**ABLATION_DEFAULTS), skip=ABLATION_OWN_OPTIONS)
     plan = AblationPlan(base, methods=_str_list(args.methods), shots=_int_list(args.shots, "shots"),
-                        seeds=_int_list(args.seeds, "seeds"), full_test=args.full_test, grid=_grid(args.grid or []))
+                        seeds=_int_list(args.seeds, "seeds"), full_test=args.full_test, grid=_grid(args.grid or []),
+                        select_seeds=_int_list(args.select_seeds, "select-seeds") if args.select_seeds else None)
     report = run_ablation(plan, args.output, progress=print)
     print(f"\nablation written to {args.output}/ablation.{{json,md,png}}")
     print(Path(args.output, "ablation.md").read_text())
@@ -140,6 +141,8 @@ def register(commands) -> None:
     ablation.add_argument("--grid", action="append", metavar="KEY=V1,V2",
                           help="choose this key per method on the validation split before testing (repeatable), "
                                "e.g. --grid epochs=10,30 --grid weight_decay=0.001,0.01")
+    ablation.add_argument("--select-seeds", default=None,
+                          help="seeds the --grid is searched with (default: all --seeds); the others train at the chosen point")
     ablation.add_argument("--output", default="benchmarks/ablation", help="directory (default benchmarks/ablation)")
     add_config_options(ablation, skip=ABLATION_OWN_OPTIONS)
     ablation.set_defaults(func=cmd_ablation)
