@@ -1,7 +1,8 @@
 """How every method is trained: one LightningModule and one DataModule (spec "Hyper-parameters").
 
 SGD (momentum 0.9, weight decay 1e-3) over the trainable parameters only, cosine annealing from
-``lr`` to ``lr_min`` over all steps (over the epochs, stepped once per epoch, with ``white_box: public``), L = L_task + λ L_kp. The frozen ViT runs once per step.
+``lr`` to ``lr_min`` over all steps (with ``white_box: public`` over the epochs, stepped once per
+epoch, as the public code), L = L_task + λ L_kp. The frozen ViT runs once per step.
 Checkpoints hold only the trainable state (the frozen ViT is rebuilt from its weights), so a
 ViT-B run's checkpoint is a few MB, not 350.
 """

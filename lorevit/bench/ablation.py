@@ -12,6 +12,12 @@ Output directory::
     ablation.png    bars with error bars (std over seeds)
     runs/<method>/<k>shot/seed<s>/{config.yaml,metrics.json,adapter.safetensors,...}
 
+``--white-box paper,public`` (``AblationPlan.white_boxes``) trains every method that has a White Box
+(``lore``, ``lore-no-kp``) once per variant, on the same images and seeds, as rows ``lore`` (paper)
+and ``lore@public`` (runs under ``runs/lore@public/``); the methods without one run once, with the
+first variant's config. Without the option the config's ``white_box`` (paper) is the only variant and
+the output is the same as before the option existed.
+
 Resumable: a run whose ``metrics.json`` exists is read back, not trained again (its config must
 match; otherwise choose another ``--output``). ``ablation.json`` is rewritten atomically after every
 run, so partial results survive an interruption.
@@ -52,7 +58,22 @@ CLAIM = ("lore", "lore-no-kp", "vpt-deep", "linear")
 RUN_KEYS = ("method", "backbone", "weights", "backbone_kwargs", "knowledge", "dataset", "data_root", "protocol",
             "shots", "test_subset", "test_seed", "img_size", "epochs", "batch_size", "lr", "lr_min", "momentum",
             "weight_decay", "kp_weight", "n_global", "n_local", "vpt_prompts", "bottleneck", "knn", "top_n", "seed",
-            "precision")
+            "precision", "white_box", "head")
+WHITE_BOX_VARIANTS = ("paper", "public")
+
+
+def row_key(method: str, white_box: str) -> str:
+    """The results key (and run directory) of a method under a White Box variant: ``lore``, ``lore@public``."""
+    return method if white_box == "paper" or not METHODS[method].has_white_box else f"{method}@{white_box}"
+
+
+def row_label(key: str, variants: Sequence[str] = ("paper",)) -> str:
+    """``LORE``; with several White Box variants (or another one than the paper's) ``LORE [public W-B]``."""
+    method, _, variant = key.partition("@")
+    label = LABELS.get(method, method)
+    if method in METHODS and METHODS[method].has_white_box and (variant or len(variants) > 1):
+        label += f" [{variant or 'paper'} W-B]"
+    return label
 
 
 @dataclass
@@ -62,11 +83,26 @@ class AblationPlan:
     shots: Sequence[int] = DEFAULT_SHOTS
     seeds: Sequence[int] = DEFAULT_SEEDS
     full_test: bool = False
+    white_boxes: Sequence[str] | None = None  # White Box variants compared (None: the base config's, paper)
+
+    @property
+    def variants(self) -> list[str]:
+        return list(dict.fromkeys(self.white_boxes or [self.base.white_box]))
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(results key, method, white_box) of every row: methods with a White Box once per variant."""
+        variants = self.variants
+        return [(row_key(m, v), m, v) for m in self.methods
+                for v in (variants if METHODS[m].has_white_box else variants[:1])]
 
     def validate(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        wrong = [v for v in self.variants if v not in WHITE_BOX_VARIANTS]
+        if wrong or not self.variants:
+            raise ConfigError(f"--white-box takes comma-separated variants from {', '.join(WHITE_BOX_VARIANTS)}, "
+                              f"got {list(self.white_boxes or [])}")
         if not self.methods or not self.shots or not self.seeds:
             raise ConfigError("the ablation needs at least one method, one shot count and one seed")
         if any(int(k) < 1 for k in self.shots):
@@ -81,9 +117,10 @@ def run_dir(out: Path, method: str, shots: int, seed: int) -> Path:
     return out / "runs" / method / f"{shots}shot" / f"seed{seed}"
 
 
-def run_config(plan: AblationPlan, out: Path, method: str, shots: int, seed: int) -> Config:
-    return plan.base.replace(method=method, shots=int(shots), seed=int(seed), protocol="few-shot",
-                             output=str(run_dir(out, method, shots, seed)),
+def run_config(plan: AblationPlan, out: Path, method: str, shots: int, seed: int, white_box: str | None = None) -> Config:
+    white_box = white_box or plan.base.white_box
+    return plan.base.replace(method=method, shots=int(shots), seed=int(seed), protocol="few-shot", white_box=white_box,
+                             output=str(run_dir(out, row_key(method, white_box), shots, seed)),
                              test_subset=None if plan.full_test else plan.base.test_subset, resume=False)
 
 
@@ -109,9 +146,9 @@ def _check_reusable(cfg: Config, path: Path) -> None:
 
 
 def aggregate(plan: AblationPlan, finished: dict[tuple[str, int, int], dict], notes: dict[str, str]) -> dict:
-    """results[method][k] = {mean, std, runs, trainable_params} over the seeds finished so far."""
+    """results[row][k] = {mean, std, runs, trainable_params} over the seeds finished so far (row: ``row_key``)."""
     results: dict[str, dict] = {}
-    for method in plan.methods:
+    for method, _, _ in plan.rows():
         results[method] = {}
         for k in plan.shots:
             runs = [finished[(method, k, s)] for s in plan.seeds if (method, k, s) in finished]
@@ -165,7 +202,7 @@ def ablation_markdown(report: dict) -> str:
             else:
                 cells.append(f"{e['mean']:.2f} ± {e['std']:.2f}" + (f" ({len(e['runs'])})" if len(e["runs"]) < len(s["seeds"]) else ""))
         params = max((per_k[k]["trainable_params"] for k in shots), default=0)
-        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + f" | {params:,} |")
+        lines.append(f"| {row_label(method, s.get('white_boxes', ('paper',)))} | " + " | ".join(cells) + f" | {params:,} |")
     notes = sorted({e["note"] for per_k in results.values() for e in per_k.values() if e.get("note")})
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
@@ -202,7 +239,8 @@ def plot_ablation(report: dict, path: str | Path) -> Path:
         xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(shots))]
         means = [results[method][k]["mean"] or 0.0 for k in shots]
         stds = [results[method][k]["std"] or 0.0 for k in shots]
-        bars = ax.bar(xs, means, width * 0.92, yerr=stds, capsize=3, label=LABELS.get(method, method),
+        bars = ax.bar(xs, means, width * 0.92, yerr=stds, capsize=3,
+                      label=row_label(method, report["setup"].get("white_boxes", ("paper",))),
                       color=colors(i), error_kw={"elinewidth": 1})
         for bar, mean, std in zip(bars, means, stds):
             if mean:
@@ -234,7 +272,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
     plan.validate()
     out = Path(out_dir)
     base = plan.base
-    grid = [(m, int(k), int(s)) for s in plan.seeds for k in plan.shots for m in plan.methods]
+    grid = [(key, m, wb, int(k), int(s)) for s in plan.seeds for k in plan.shots for key, m, wb in plan.rows()]
     notes: dict[str, str] = {}
     finished: dict[tuple[str, int, int], dict] = {}
     start = time.perf_counter()
@@ -250,6 +288,8 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
         "accelerator": base.accelerator, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "budget_note": "offline defaults chosen for about 45 min on 2 idle CPU cores (112 px, 10 epochs, 2,000 fixed test images)"
     }
+    if plan.variants != ["paper"]:  # the default report stays as it was
+        setup["white_boxes"] = plan.variants
 
     def write_all() -> dict:
         results = aggregate(plan, finished, notes)
@@ -265,8 +305,8 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
     data_cache: dict[tuple[int, int], object] = {}
     run_seconds: list[float] = []
     zero_shot_result: dict | None = None
-    for i, (method, k, seed) in enumerate(grid, 1):
-        label = f"[{i}/{len(grid)}] {method} {k}-shot seed {seed}"
+    for i, (key, method, white_box, k, seed) in enumerate(grid, 1):
+        label = f"[{i}/{len(grid)}] {key} {k}-shot seed {seed}"
         if method == "zero-shot":
             reason = zero_shot_unavailable(plan.base)  # before building its Config, which would refuse it
             if reason:
@@ -274,16 +314,16 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
                     say(f"{label}: {reason}")
                 notes[method] = reason
                 continue
-        cfg = run_config(plan, out, method, k, seed)
+        cfg = run_config(plan, out, method, k, seed, white_box)
         path = Path(cfg.output)
         if (path / "metrics.json").is_file():
             _check_reusable(cfg, path)
-            finished[(method, k, seed)] = json.loads((path / "metrics.json").read_text())
-            say(f"{label}: done before, {finished[(method, k, seed)]['test_top1']:.2f}%")
+            finished[(key, k, seed)] = json.loads((path / "metrics.json").read_text())
+            say(f"{label}: done before, {finished[(key, k, seed)]['test_top1']:.2f}%")
             write_all()
             continue
         if method == "zero-shot" and zero_shot_result is not None:  # no training: one evaluation serves all
-            finished[(method, k, seed)] = zero_shot_result
+            finished[(key, k, seed)] = zero_shot_result
             continue
         if backbone is None:
             backbone = create_backbone(base.backbone, base.weights, base.img_size, **base.backbone_kwargs)
@@ -305,10 +345,10 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
             say(f"{label}: {notes[method]}")
             continue
         run_seconds.append(time.perf_counter() - t0)
-        finished[(method, k, seed)] = metrics
+        finished[(key, k, seed)] = metrics
         if method == "zero-shot":
             zero_shot_result = metrics
-        left = sum(1 for m, _, _ in grid[i:] if m not in notes)
+        left = sum(1 for _, m, _, _, _ in grid[i:] if m not in notes)
         eta = statistics.fmean(run_seconds) * left
         say(f"{label}: {metrics['test_top1']:.2f}% ({run_seconds[-1]:.0f} s; ~{eta / 60:.0f} min left)")
         write_all()

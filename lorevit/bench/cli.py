@@ -1,7 +1,7 @@
 """``lorevit bench ablation | complexity | data | tasks`` (registered by ``lorevit.cli``).
 
     lorevit bench ablation [--config FILE] [--methods a,b] [--shots 4,16] [--seeds 0,1,2] [--full-test]
-                           [--output DIR] [--KEY VALUE ...]      (any config key: backbone, dataset, epochs, ...)
+                           [--white-box paper,public] [--output DIR] [--KEY VALUE ...]  (any config key: backbone, ...)
     lorevit bench complexity [--backbone NAME] [--weights W] [--img-size N] [--batch-size B] [--output DIR]
     lorevit bench data [--data-root DIR] [--workers 0,2,auto] [--img-size N] [--batch-size B] [--output DIR]
     lorevit bench tasks [--adapter DIR] [--data-root DIR] [--quick] [--output DIR]
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 
-ABLATION_OWN_OPTIONS = ("method", "shots", "seed", "output", "protocol", "resume")  # not config keys there
+ABLATION_OWN_OPTIONS = ("method", "shots", "seed", "output", "protocol", "resume", "white_box")  # not config keys there
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -43,7 +43,8 @@ def cmd_ablation(args) -> int:
 
     base = config_from_args(args, Config(**ABLATION_DEFAULTS), skip=ABLATION_OWN_OPTIONS)
     plan = AblationPlan(base, methods=_str_list(args.methods), shots=_int_list(args.shots, "shots"),
-                        seeds=_int_list(args.seeds, "seeds"), full_test=args.full_test)
+                        seeds=_int_list(args.seeds, "seeds"), full_test=args.full_test,
+                        white_boxes=_str_list(args.white_box) if args.white_box else None)
     report = run_ablation(plan, args.output, progress=print)
     print(f"\nablation written to {args.output}/ablation.{{json,md,png}}")
     print(Path(args.output, "ablation.md").read_text())
@@ -119,6 +120,9 @@ def register(commands) -> None:
     ablation.add_argument("--shots", default=",".join(map(str, DEFAULT_SHOTS)), help="k values, e.g. 4,16")
     ablation.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="e.g. 0,1,2")
     ablation.add_argument("--full-test", action="store_true", help="evaluate on the whole test split")
+    ablation.add_argument("--white-box", "--white_box", dest="white_box", default=None,
+                          help="White Box variants side by side, e.g. paper,public (default: the config's, paper); "
+                               "methods with a White Box run once per variant on the same images")
     ablation.add_argument("--output", default="benchmarks/ablation", help="directory (default benchmarks/ablation)")
     add_config_options(ablation, skip=ABLATION_OWN_OPTIONS)
     ablation.set_defaults(func=cmd_ablation)

@@ -23,6 +23,7 @@ class Prompting:
 class Method(nn.Module):
     name = ""
     uses_knowledge = False  # needs the class text features (KLA)
+    has_white_box = False  # built from a White Box (config key white_box: paper | public)
     trains = True  # zero-shot is evaluated, not trained
 
     def __init__(self, backbone: PromptedViT, **arch):

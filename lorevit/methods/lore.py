@@ -29,6 +29,7 @@ class LoreNoKP(Method):
     """LIN + PG + global prompts + head, trained by the task loss alone (paper's "w/o L_kp")."""
 
     name = "lore-no-kp"
+    has_white_box = True
 
     def __init__(self, backbone: PromptedViT, n_global: int = 8, n_local: int = 2, bottleneck: int = 32,
                  knn: int = 9, white_box: str = "paper", **arch):
