@@ -180,6 +180,18 @@ def test_clip_head_on_a_non_clip_backbone_is_one_config_error(tiny_backbone):
         lorevit.create_model("linear", CLASSES, backbone=no_projection, head="clip")
 
 
+def test_cli_head_clip_on_a_non_clip_backbone_exits_2_writing_nothing(tmp_path, color_folder, capsys):
+    from lorevit.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["train", "--backbone", TINY_VIT, "--weights", "random", "--backbone-kwargs", json.dumps(TINY_KWARGS),
+               "--img-size", str(TINY_SIZE), "--dataset", "imagefolder", "--data-root", str(color_folder),
+               "--shots", "2", "--method", "linear", "--head", "clip", "--accelerator", "cpu", "--output", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("lorevit: error: head: clip") and TINY_VIT in err[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
 # ----------------------------------------------------------------------------- training, adapters, ablation
 
 
