@@ -42,7 +42,7 @@ def save_adapter(model: PromptedClassifier, cfg: Config, path: str | Path) -> Pa
         "backbone_dim": str(model.backbone.dim),
         "backbone_depth": str(model.backbone.depth),
         "knowledge": cfg.knowledge,
-        "knowledge_dim": str(kla.to_q.in_features) if kla is not None else "",
+        "knowledge_dim": str(kla.knowledge_dim) if kla is not None else "",
         "classnames": json.dumps(model.classnames),
         "config": cfg.to_yaml(),
     }

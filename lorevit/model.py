@@ -13,11 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import PromptedViT, Tokens, create_backbone
+from .heads import build_head, linear_head
 from .knowledge import ZERO_SHOT_TEMPLATE, class_features, knowledge_dim
 from .losses import total_loss
 from .methods import METHODS, Method, ZeroShotHead, build_method
 
-ARCH_KEYS = ("n_global", "n_local", "vpt_prompts", "bottleneck", "knn", "top_n")
+# ``white_box`` (paper | public) goes to the method, ``head`` (linear | clip) builds the task head: both are
+# saved with every adapter's config (adapters saved before they existed load as paper / linear).
+ARCH_KEYS = ("n_global", "n_local", "vpt_prompts", "bottleneck", "knn", "top_n", "white_box", "head")
 
 
 @dataclass
@@ -34,11 +37,7 @@ class PromptedClassifier(nn.Module):
         super().__init__()
         self.backbone, self.method = backbone, method
         self.classnames = list(classnames)
-        if head is None:  # zero-initialised, as timm fine-tunes heads: training starts at ln(C)
-            head = nn.Linear(backbone.feature_dim, len(self.classnames))
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
-        self.head = head
+        self.head = linear_head(backbone.feature_dim, len(self.classnames)) if head is None else head
 
     @property
     def num_classes(self) -> int:
@@ -115,8 +114,10 @@ def create_model(
                 raise ValueError(f"method {method!r} needs a knowledge encoder (knowledge='st:minilm', 'clip:ViT-B-16-quickgelu@openai', ...)")
             knowledge_width = knowledge_dim(knowledge)
         arch["knowledge_dim"] = knowledge_width
+    head_kind = arch.pop("head", "linear")
     built = build_method(method, vit, **arch)
-    head = None
+    head = None if head_kind == "linear" or method == "zero-shot" else \
+        build_head(head_kind, vit, len(classnames), knowledge, read_logit_scale=with_knowledge)  # zero-shot has its own
     if method == "zero-shot":
         if not (knowledge or "").startswith("clip:"):
             raise ValueError("zero-shot needs a CLIP text tower: knowledge='clip:<model>@<tag>'")

@@ -1,7 +1,8 @@
 """How every method is trained: one LightningModule and one DataModule (spec "Hyper-parameters").
 
 SGD (momentum 0.9, weight decay 1e-3) over the trainable parameters only, cosine annealing from
-``lr`` to ``lr_min`` over all steps, L = L_task + λ L_kp. The frozen ViT runs once per step.
+``lr`` to ``lr_min`` over all steps (with ``white_box: public`` over the epochs, stepped once per
+epoch, as the public code), L = L_task + λ L_kp. The frozen ViT runs once per step.
 Checkpoints hold only the trainable state (the frozen ViT is rebuilt from its weights), so a
 ViT-B run's checkpoint is a few MB, not 350.
 """
@@ -298,10 +299,12 @@ class LitClassifier(L.LightningModule):
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.model.trainable_parameters(), lr=self.lr, momentum=self.cfg.momentum,
                                     weight_decay=self.cfg.weight_decay)
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        # white_box: public follows the public code's schedule, stepped once per epoch; the paper's is per step.
+        interval = "epoch" if self.cfg.white_box == "public" else "step"
+        steps = max(1, int(self.trainer.max_epochs if interval == "epoch" else self.trainer.estimated_stepping_batches))
         factor = functools.partial(cosine_factor, total=steps, lr=self.lr, lr_min=self.lr_min)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": interval}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["state_dict"]

@@ -18,6 +18,12 @@ accuracy on the validation split (train images held out of the shots, ``val_shot
 runs are then tested — the test split is read once (issue 11 §5). Grid runs live in
 ``runs/<method>/<k>shot/<point>/seed<s>``; ``ablation.json`` gains ``selection``.
 
+``--white-box paper,public`` (``AblationPlan.white_boxes``) trains every method that has a White Box
+(``lore``, ``lore-no-kp``) once per variant, on the same images and seeds, as rows ``lore`` (paper)
+and ``lore@public`` (runs under ``runs/lore@public/``); the methods without one run once, with the
+first variant's config. Without the option the config's ``white_box`` (paper) is the only variant and
+the output is the same as before the option existed.
+
 Resumable: a run whose ``metrics.json`` exists is read back, not trained again (its config must
 match; otherwise choose another ``--output``). ``ablation.json`` is rewritten atomically after every
 run, so partial results survive an interruption.
@@ -59,7 +65,22 @@ CLAIM = ("lore", "lore-no-kp", "vpt-deep", "linear")
 RUN_KEYS = ("method", "backbone", "weights", "backbone_kwargs", "knowledge", "dataset", "data_root", "protocol",
             "shots", "test_subset", "test_seed", "img_size", "epochs", "batch_size", "lr", "lr_min", "momentum",
             "weight_decay", "kp_weight", "n_global", "n_local", "vpt_prompts", "bottleneck", "knn", "top_n", "seed",
-            "precision")
+            "precision", "white_box", "head")
+WHITE_BOX_VARIANTS = ("paper", "public")
+
+
+def row_key(method: str, white_box: str) -> str:
+    """The results key (and run directory) of a method under a White Box variant: ``lore``, ``lore@public``."""
+    return method if white_box == "paper" or not METHODS[method].has_white_box else f"{method}@{white_box}"
+
+
+def row_label(key: str, variants: Sequence[str] = ("paper",)) -> str:
+    """``LORE``; with several White Box variants (or another one than the paper's) ``LORE [public W-B]``."""
+    method, _, variant = key.partition("@")
+    label = LABELS.get(method, method)
+    if method in METHODS and METHODS[method].has_white_box and (variant or len(variants) > 1):
+        label += f" [{variant or 'paper'} W-B]"
+    return label
 
 
 # Keys a grid may search over on the validation split (the optimisation recipe; the method's own
@@ -86,11 +107,26 @@ class AblationPlan:
         """Every combination of the grid's values, in the order given (the first wins a tie)."""
         keys = list(self.grid)
         return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))] or [{}]
+    white_boxes: Sequence[str] | None = None  # White Box variants compared (None: the base config's, paper)
+
+    @property
+    def variants(self) -> list[str]:
+        return list(dict.fromkeys(self.white_boxes or [self.base.white_box]))
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(results key, method, white_box) of every row: methods with a White Box once per variant."""
+        variants = self.variants
+        return [(row_key(m, v), m, v) for m in self.methods
+                for v in (variants if METHODS[m].has_white_box else variants[:1])]
 
     def validate(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        wrong = [v for v in self.variants if v not in WHITE_BOX_VARIANTS]
+        if wrong or not self.variants:
+            raise ConfigError(f"--white-box takes comma-separated variants from {', '.join(WHITE_BOX_VARIANTS)}, "
+                              f"got {list(self.white_boxes or [])}")
         if not self.methods or not self.shots or not self.seeds:
             raise ConfigError("the ablation needs at least one method, one shot count and one seed")
         if any(int(k) < 1 for k in self.shots):
@@ -111,14 +147,16 @@ def point_name(point: dict) -> str:
     return "-".join(f"{SHORT[k]}{v:g}" if isinstance(v, float) else f"{SHORT[k]}{v}" for k, v in point.items())
 
 
-def run_dir(out: Path, method: str, shots: int, seed: int, point: dict | None = None) -> Path:
-    folder = out / "runs" / method / f"{shots}shot"
+def run_dir(out: Path, key: str, shots: int, seed: int, point: dict | None = None) -> Path:
+    folder = out / "runs" / key / f"{shots}shot"
     return (folder / point_name(point) if point else folder) / f"seed{seed}"
 
 
-def run_config(plan: AblationPlan, out: Path, method: str, shots: int, seed: int, point: dict | None = None) -> Config:
-    return plan.base.replace(method=method, shots=int(shots), seed=int(seed), protocol="few-shot",
-                             output=str(run_dir(out, method, shots, seed, point)),
+def run_config(plan: AblationPlan, out: Path, method: str, shots: int, seed: int, white_box: str | None = None,
+               point: dict | None = None) -> Config:
+    white_box = white_box or plan.base.white_box
+    return plan.base.replace(method=method, shots=int(shots), seed=int(seed), protocol="few-shot", white_box=white_box,
+                             output=str(run_dir(out, row_key(method, white_box), shots, seed, point)),
                              test_subset=None if plan.full_test else plan.base.test_subset, resume=False,
                              **(point or {}))
 
@@ -145,9 +183,9 @@ def _check_reusable(cfg: Config, path: Path) -> None:
 
 
 def aggregate(plan: AblationPlan, finished: dict[tuple[str, int, int], dict], notes: dict[str, str]) -> dict:
-    """results[method][k] = {mean, std, runs, trainable_params} over the seeds finished so far."""
+    """results[row][k] = {mean, std, runs, trainable_params} over the seeds finished so far (row: ``row_key``)."""
     results: dict[str, dict] = {}
-    for method in plan.methods:
+    for method, _, _ in plan.rows():
         results[method] = {}
         for k in plan.shots:
             runs = [finished[(method, k, s)] for s in plan.seeds if (method, k, s) in finished]
@@ -202,7 +240,7 @@ def ablation_markdown(report: dict) -> str:
             else:
                 cells.append(f"{e['mean']:.2f} ± {e['std']:.2f}" + (f" ({len(e['runs'])})" if len(e["runs"]) < len(s["seeds"]) else ""))
         params = max((per_k[k]["trainable_params"] for k in shots), default=0)
-        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + f" | {params:,} |")
+        lines.append(f"| {row_label(method, s.get('white_boxes', ('paper',)))} | " + " | ".join(cells) + f" | {params:,} |")
     notes = sorted({e["note"] for per_k in results.values() for e in per_k.values() if e.get("note")})
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
@@ -241,7 +279,8 @@ def plot_ablation(report: dict, path: str | Path) -> Path:
         xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(shots))]
         means = [results[method][k]["mean"] or 0.0 for k in shots]
         stds = [results[method][k]["std"] or 0.0 for k in shots]
-        bars = ax.bar(xs, means, width * 0.92, yerr=stds, capsize=3, label=LABELS.get(method, method),
+        bars = ax.bar(xs, means, width * 0.92, yerr=stds, capsize=3,
+                      label=row_label(method, report["setup"].get("white_boxes", ("paper",))),
                       color=colors(i), error_kw={"elinewidth": 1})
         for bar, mean, std in zip(bars, means, stds):
             if mean:
@@ -279,11 +318,10 @@ def test_saved_run(cfg: Config, backbone, data) -> dict:
 
 
 def select_on_validation(plan: AblationPlan, runs: dict[tuple, dict]) -> tuple[dict, dict]:
-    """Per method and k, the grid point with the best mean validation top-1 over the seeds (first one on a tie).
-
-    Returns ({(method, k): point}, the selection table for ``ablation.json``)."""
+    """Per row (method, or ``method@variant``) and k, the grid point with the best mean validation top-1 over the
+    selection seeds (the first one on a tie). Returns ({(row, k): point}, the selection table for ``ablation.json``)."""
     chosen, table = {}, {}
-    for method in plan.methods:
+    for method in [key for key, _, _ in plan.rows()]:
         for k in plan.shots:
             rows = []
             for point in plan.points():
@@ -308,7 +346,7 @@ def selection_markdown(selection: dict, setup: dict) -> list[str]:
         for k, entry in per_k.items():
             cells = [f"**{r['name']}: {r['mean']:.2f} ± {r['std']:.2f}**" if r["name"] == entry["chosen"]
                      else f"{r['name']}: {r['mean']:.2f} ± {r['std']:.2f}" for r in entry["points"]]
-            lines.append(f"- {LABELS.get(method, method)}, {k}-shot: " + "; ".join(cells))
+            lines.append(f"- {row_label(method, setup.get("white_boxes") or ("paper",))}, {k}-shot: " + "; ".join(cells))
     return lines
 
 
@@ -323,7 +361,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
     plan.validate()
     out = Path(out_dir)
     base = plan.base
-    grid = [(m, int(k), int(s)) for s in plan.seeds for k in plan.shots for m in plan.methods]
+    grid = [(key, m, wb, int(k), int(s)) for s in plan.seeds for k in plan.shots for key, m, wb in plan.rows()]
     notes: dict[str, str] = {}
     finished: dict[tuple[str, int, int], dict] = {}
     start = time.perf_counter()
@@ -339,6 +377,8 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
         "accelerator": base.accelerator, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "budget_note": "offline defaults chosen for about 45 min on 2 idle CPU cores (112 px, 10 epochs, 2,000 fixed test images)"
     }
+    if plan.variants != ["paper"]:  # the default report stays as it was
+        setup["white_boxes"] = plan.variants
     if plan.grid:
         setup.update(grid={k: list(v) for k, v in plan.grid.items()}, val_shots=base.val_shots,
                      selection_seeds=plan.selection_seeds)
@@ -383,11 +423,12 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
 
     if plan.grid:  # model selection first: every grid point, validation only
         selection_runs: dict[tuple, dict] = {}
-        trained = [m for m in plan.methods if m != "zero-shot"]
-        todo = [(m, int(k), s, p) for s in plan.selection_seeds for k in plan.shots for m in trained for p in plan.points()]
-        for i, (method, k, seed, point) in enumerate(todo, 1):
-            cfg = run_config(plan, out, method, k, seed, point)
-            label = f"[select {i}/{len(todo)}] {method} {k}-shot {point_name(point)} seed {seed}"
+        trained = [(key, m, wb) for key, m, wb in plan.rows() if m != "zero-shot"]
+        todo = [(key, m, wb, int(k), s, p) for s in plan.selection_seeds for k in plan.shots for key, m, wb in trained
+                for p in plan.points()]
+        for i, (key, method, white_box, k, seed, point) in enumerate(todo, 1):
+            cfg = run_config(plan, out, method, k, seed, white_box, point)
+            label = f"[select {i}/{len(todo)}] {key} {k}-shot {point_name(point)} seed {seed}"
             path = Path(cfg.output)
             if (path / "metrics.json").is_file():
                 _check_reusable(cfg, path)
@@ -398,15 +439,15 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
                 metrics = execute(cfg, test=False)
                 eta = statistics.fmean(run_seconds) * (len(todo) - i)
                 say(f"{label}: val {metrics['val_top1']:.2f}% ({run_seconds[-1]:.0f} s; ~{eta / 60:.0f} min left)")
-            selection_runs[(method, k, seed, point_name(point))] = metrics
+            selection_runs[(key, k, seed, point_name(point))] = metrics
         chosen, selection = select_on_validation(plan, selection_runs)
-        for (method, k), point in chosen.items():
-            say(f"chosen on validation: {method} {k}-shot → {point_name(point)}")
+        for (key, k), point in chosen.items():
+            say(f"chosen on validation: {key} {k}-shot → {point_name(point)}")
     else:
         chosen = {}
 
-    for i, (method, k, seed) in enumerate(grid, 1):
-        label = f"[{i}/{len(grid)}] {method} {k}-shot seed {seed}"
+    for i, (key, method, white_box, k, seed) in enumerate(grid, 1):
+        label = f"[{i}/{len(grid)}] {key} {k}-shot seed {seed}"
         if method == "zero-shot":
             reason = zero_shot_unavailable(plan.base)  # before building its Config, which would refuse it
             if reason:
@@ -414,7 +455,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
                     say(f"{label}: {reason}")
                 notes[method] = reason
                 continue
-        cfg = run_config(plan, out, method, k, seed, chosen.get((method, k)))
+        cfg = run_config(plan, out, method, k, seed, white_box, chosen.get((key, k)))
         path = Path(cfg.output)
         if (path / "metrics.json").is_file():
             _check_reusable(cfg, path)
@@ -422,14 +463,14 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
             if "test_top1" not in metrics:  # a chosen selection run: tested now, once (seeds not searched train here)
                 data = shared_data(cfg)  # builds the shared backbone too
                 metrics = test_saved_run(cfg, backbone, data)
-                say(f"{label}: {point_name(chosen[(method, k)])} tested, {metrics['test_top1']:.2f}%")
+                say(f"{label}: {point_name(chosen[(key, k)])} tested, {metrics['test_top1']:.2f}%")
             else:
                 say(f"{label}: done before, {metrics['test_top1']:.2f}%")
-            finished[(method, k, seed)] = metrics
+            finished[(key, k, seed)] = metrics
             write_all()
             continue
         if method == "zero-shot" and zero_shot_result is not None:  # no training: one evaluation serves all
-            finished[(method, k, seed)] = zero_shot_result
+            finished[(key, k, seed)] = zero_shot_result
             continue
         try:
             metrics = execute(cfg)
@@ -439,10 +480,10 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
             notes[method] = f"n/a: {err}"
             say(f"{label}: {notes[method]}")
             continue
-        finished[(method, k, seed)] = metrics
+        finished[(key, k, seed)] = metrics
         if method == "zero-shot":
             zero_shot_result = metrics
-        left = sum(1 for m, _, _ in grid[i:] if m not in notes)
+        left = sum(1 for _, m, _, _, _ in grid[i:] if m not in notes)
         eta = statistics.fmean(run_seconds) * left
         say(f"{label}: {metrics['test_top1']:.2f}% ({run_seconds[-1]:.0f} s; ~{eta / 60:.0f} min left)")
         write_all()

@@ -2,7 +2,7 @@
 
     lorevit bench ablation [--config FILE] [--methods a,b] [--shots 4,16] [--seeds 0,1,2] [--full-test]
                            [--grid epochs=10,30 --grid weight_decay=0.001,0.01]   (chosen on validation)
-                           [--output DIR] [--KEY VALUE ...]      (any config key: backbone, dataset, epochs, ...)
+                           [--white-box paper,public] [--output DIR] [--KEY VALUE ...]  (any config key: backbone, ...)
     lorevit bench complexity [--backbone NAME] [--weights W] [--img-size N] [--batch-size B] [--output DIR]
     lorevit bench data [--data-root DIR] [--workers 0,2,auto] [--img-size N] [--batch-size B] [--output DIR]
     lorevit bench tasks [--adapter DIR] [--data-root DIR] [--quick] [--output DIR]
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 
-ABLATION_OWN_OPTIONS = ("method", "shots", "seed", "output", "protocol", "resume")  # not config keys there
+ABLATION_OWN_OPTIONS = ("method", "shots", "seed", "output", "protocol", "resume", "white_box")  # not config keys there
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -62,7 +62,8 @@ def cmd_ablation(args) -> int:
     base = config_from_args(args, Config(**ABLATION_DEFAULTS), skip=ABLATION_OWN_OPTIONS)
     plan = AblationPlan(base, methods=_str_list(args.methods), shots=_int_list(args.shots, "shots"),
                         seeds=_int_list(args.seeds, "seeds"), full_test=args.full_test, grid=_grid(args.grid or []),
-                        select_seeds=_int_list(args.select_seeds, "select-seeds") if args.select_seeds else None)
+                        select_seeds=_int_list(args.select_seeds, "select-seeds") if args.select_seeds else None,
+                        white_boxes=_str_list(args.white_box) if args.white_box else None)
     report = run_ablation(plan, args.output, progress=print)
     print(f"\nablation written to {args.output}/ablation.{{json,md,png}}")
     print(Path(args.output, "ablation.md").read_text())
@@ -143,6 +144,9 @@ def register(commands) -> None:
                                "e.g. --grid epochs=10,30 --grid weight_decay=0.001,0.01")
     ablation.add_argument("--select-seeds", default=None,
                           help="seeds the --grid is searched with (default: all --seeds); the others train at the chosen point")
+    ablation.add_argument("--white-box", "--white_box", dest="white_box", default=None,
+                          help="White Box variants side by side, e.g. paper,public (default: the config's, paper); "
+                               "methods with a White Box run once per variant on the same images")
     ablation.add_argument("--output", default="benchmarks/ablation", help="directory (default benchmarks/ablation)")
     add_config_options(ablation, skip=ABLATION_OWN_OPTIONS)
     ablation.set_defaults(func=cmd_ablation)

@@ -23,6 +23,7 @@ class Prompting:
 class Method(nn.Module):
     name = ""
     uses_knowledge = False  # needs the class text features (KLA)
+    has_white_box = False  # built from a White Box (config key white_box: paper | public)
     trains = True  # zero-shot is evaluated, not trained
 
     def __init__(self, backbone: PromptedViT, **arch):
@@ -36,12 +37,16 @@ class Method(nn.Module):
 
 
 class GlobalPrompts(nn.Module):
-    """Learned prompt tokens shared by every image: (blocks, n, d), VPT's initialisation."""
+    """Learned prompt tokens shared by every image: (blocks, n, d), VPT's initialisation.
 
-    def __init__(self, blocks: int, n: int, dim: int, patch_area: int):
+    ``std`` draws them from N(0, std²) instead (the public LORE code: 0.02).
+    """
+
+    def __init__(self, blocks: int, n: int, dim: int, patch_area: int, std: float | None = None):
         super().__init__()
         bound = math.sqrt(6.0 / float(3 * patch_area + dim))  # VPT: xavier-uniform over patch fan-in
-        self.tokens = nn.Parameter(torch.empty(blocks, n, dim).uniform_(-bound, bound))
+        tokens = torch.empty(blocks, n, dim)
+        self.tokens = nn.Parameter(tokens.uniform_(-bound, bound) if std is None else tokens.normal_(0.0, std))
 
     def forward(self, batch: int) -> torch.Tensor:  # B, blocks, n, d
         return self.tokens.unsqueeze(0).expand(batch, -1, -1, -1)

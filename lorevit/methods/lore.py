@@ -2,6 +2,11 @@
 
 Per block the ViT sees ``n_global`` learned global prompts (VPT-deep, shared by all images)
 followed by ``n_local`` locality-aware prompts from the Prompt Generator (spec §5): 8 + 2.
+
+``white_box`` picks the White Box's modules: ``paper`` (the spec's equations, the default) or
+``public`` (the public code's ViG LIN, BatchNorm PG and one-head KLA, ``white_box/public.py``; its
+global prompts start from N(0, 0.02) and block 0's prompts pass the ViT's pre-norm — CLIP's
+``ln_pre``, timm's ``norm_pre`` — like the other tokens).
 """
 from __future__ import annotations
 
@@ -9,22 +14,36 @@ import torch
 
 from ..backbone import PromptedViT
 from ..losses import kp_loss
-from ..white_box import KnowledgeLocalityAttention, LocalityInteraction, PromptGenerator
+from ..white_box import (KnowledgeLocalityAttention, LocalityInteraction, PromptGenerator,
+                         PublicKnowledgeLocalityAttention, PublicLocalityInteraction, PublicPromptGenerator)
 from .base import GlobalPrompts, Method, Prompting, patch_area
+
+# white_box → (LIN, PG, KLA, std of the global prompts' init (None: VPT's), block 0's prompts through norm_pre)
+WHITE_BOXES = {
+    "paper": (LocalityInteraction, PromptGenerator, KnowledgeLocalityAttention, None, False),
+    "public": (PublicLocalityInteraction, PublicPromptGenerator, PublicKnowledgeLocalityAttention, 0.02, True),
+}
 
 
 class LoreNoKP(Method):
     """LIN + PG + global prompts + head, trained by the task loss alone (paper's "w/o L_kp")."""
 
     name = "lore-no-kp"
+    has_white_box = True
 
     def __init__(self, backbone: PromptedViT, n_global: int = 8, n_local: int = 2, bottleneck: int = 32,
-                 knn: int = 9, **arch):
+                 knn: int = 9, white_box: str = "paper", **arch):
         super().__init__(backbone)
+        if white_box not in WHITE_BOXES:
+            raise ValueError(f"unknown white_box {white_box!r}; choose one of {', '.join(WHITE_BOXES)}")
         d, L = backbone.dim, backbone.depth
-        self.lin = LocalityInteraction(d, k=knn)
-        self.generator = PromptGenerator(d, L, n_local=n_local, rank=bottleneck)
-        self.global_prompts = GlobalPrompts(L, n_global, d, patch_area(backbone)) if n_global else None
+        self.white_box = white_box
+        Lin, Generator, _, prompt_std, through_norm_pre = WHITE_BOXES[white_box]
+        self.lin = Lin(d, k=knn)
+        self.generator = Generator(d, L, n_local=n_local, rank=bottleneck)
+        self.global_prompts = GlobalPrompts(L, n_global, d, patch_area(backbone), std=prompt_std) if n_global else None
+        # The ViT's own frozen pre-norm, held outside the module tree: never trained, never saved in an adapter.
+        self._norm_pre = (backbone.vit.norm_pre,) if through_norm_pre else ()
 
     def forward(self, e0: torch.Tensor) -> Prompting:  # e0: B, M, d
         keep = self.uses_knowledge and self.training  # L_kp's KLA reads every token of Ê; PG only its mean
@@ -32,6 +51,8 @@ class LoreNoKP(Method):
         latent, local = self.generator(e_hat)  # Y: B, d; U: B, L, n_loc, d
         prompts = local if self.global_prompts is None else \
             torch.cat([self.global_prompts(e0.shape[0]), local], dim=2)  # B, L, n_glob + n_loc, d
+        if self._norm_pre:  # public code: block 0's prompts pass the pre-norm (a per-token map) with the other tokens
+            prompts = torch.cat([self._norm_pre[0](prompts[:, :1]), prompts[:, 1:]], dim=1)
         aux = {"latent": latent, **({"e_hat": e_hat} if keep else {})}
         return Prompting(prompts, aux)
 
@@ -44,7 +65,7 @@ class Lore(LoreNoKP):
 
     def __init__(self, backbone: PromptedViT, knowledge_dim: int, top_n: int = 9, **arch):
         super().__init__(backbone, **arch)
-        self.kla = KnowledgeLocalityAttention(backbone.dim, knowledge_dim, top_n=top_n)
+        self.kla = WHITE_BOXES[self.white_box][2](backbone.dim, knowledge_dim, top_n=top_n)
         # q (C, d_q): constant class text features, set once per class list; not saved. A plain tensor, not a
         # registered buffer: DDP broadcasts every buffer from rank 0 at every step, and these never change.
         self.class_queries = torch.empty(0, knowledge_dim)

@@ -36,7 +36,7 @@ class KnowledgeLocalityAttention(nn.Module):
 
     def __init__(self, dim: int, knowledge_dim: int, top_n: int = 9, mlp_ratio: float = 1.0):
         super().__init__()
-        self.top_n = top_n
+        self.top_n, self.knowledge_dim = top_n, knowledge_dim
         self.scale = 1.0 / math.sqrt(dim)
         self.to_q = nn.Linear(knowledge_dim, dim, bias=False)  # W_q
         self.to_k = nn.Linear(dim, dim, bias=False)  # W_k
