@@ -346,7 +346,7 @@ def selection_markdown(selection: dict, setup: dict) -> list[str]:
         for k, entry in per_k.items():
             cells = [f"**{r['name']}: {r['mean']:.2f} ± {r['std']:.2f}**" if r["name"] == entry["chosen"]
                      else f"{r['name']}: {r['mean']:.2f} ± {r['std']:.2f}" for r in entry["points"]]
-            lines.append(f"- {row_label(method, setup.get("white_boxes") or ("paper",))}, {k}-shot: " + "; ".join(cells))
+            lines.append(f"- {row_label(method, setup.get('white_boxes') or ('paper',))}, {k}-shot: " + "; ".join(cells))
     return lines
 
 
