@@ -102,8 +102,8 @@ def _config_defaults() -> dict:
     return defaults
 
 
-def expand(arguments) -> list[Path]:
-    """Paths named by the arguments: globs expanded here too (a quoted glob works), ``~`` expanded."""
+def expand(arguments) -> list[tuple[Path, bool]]:
+    """(path, came from a glob) for the arguments: globs expanded here too (a quoted glob works), ``~`` expanded."""
     paths = []
     for arg in arguments:
         arg = os.path.expanduser(str(arg))
@@ -111,11 +111,11 @@ def expand(arguments) -> list[Path]:
             matches = sorted(glob.glob(arg, recursive=True))
             if not matches:
                 raise ReportError(f"{arg!r} matches nothing; check the pattern")
-            paths += [Path(m) for m in matches]
+            paths += [(Path(m), True) for m in matches]
         elif not os.path.exists(arg):
             raise ReportError(f"{arg}: no such file or folder; give run folders, their parent folders or globs")
         else:
-            paths.append(Path(arg))
+            paths.append((Path(arg), False))
     return paths
 
 
@@ -140,9 +140,11 @@ def find_runs(arguments) -> tuple[list[Path], list[str]]:
         for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
             visit(child)
 
-    for path in expand(arguments):
+    for path, globbed in expand(arguments):
         if path.is_file():
             if path.name not in ("metrics.json", "config.yaml"):
+                if globbed:  # 'runs/*' also matches files beside the runs: not an error
+                    continue
                 raise ReportError(f"{path} is a file; give run folders (holding metrics.json and config.yaml), "
                                   "their parent folders or globs")
             path = path.parent

@@ -119,6 +119,7 @@ def test_report_errors_are_one_line(tmp_path, case, capsys):
 
 def test_output_files_and_csv_round_trip(runs, tmp_path):
     out = tmp_path / "report"
+    (runs / "notes.txt").write_text("a file beside the runs: a glob may match it")
     assert main(["report", str(runs / "*"), "--output", str(out)]) == 0
     assert (out / "report.md").read_text().count("\n| ") == 1 + 3
     with open(out / "report.csv", newline="") as f:
@@ -215,3 +216,30 @@ def test_confusion_figure_for_few_and_many_classes(tmp_path, num_classes):
     confusion = confusion_counts(labels, labels.roll(1), num_classes)
     path = plot_confusion(confusion, [f"class {i}" for i in range(num_classes)], tmp_path / "c.png", title="t")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_over_real_tiny_runs(tmp_path, capsys):
+    """2 methods × 2 seeds trained for real (tiny ViT, one epoch): the report's numbers are their metrics'."""
+    from lorevit.backbone import create_backbone
+    from lorevit.run import train
+
+    from .conftest import tiny_config, write_color_folder
+
+    data = write_color_folder(tmp_path / "colors", per_class=(4, 2))
+    backbone = create_backbone(TINY_VIT, "random", TINY_SIZE, **TINY_KWARGS)  # shared, as `bench ablation` does
+    metrics = {}
+    for method in ("vpt-shallow", "linear"):  # no knowledge encoder to load: fast
+        for seed in (0, 1):
+            out = tmp_path / "runs" / method / f"seed{seed}"
+            metrics[method, seed] = train(tiny_config(out, data, method=method, seed=seed, epochs=1, shots=4,
+                                                      batch_size=4), backbone=backbone)
+            assert (out / "env.json").is_file()
+    assert main(["report", str(tmp_path / "runs"), "--output", str(tmp_path / "report")]) == 0
+    with open(tmp_path / "report" / "report.csv", newline="") as f:
+        table = {row["method"]: row for row in csv.DictReader(f)}
+    assert set(table) == {"vpt-shallow", "linear"}
+    for method, row in table.items():
+        expected = seed_stats([round(metrics[method, s]["test_top1"], 4) for s in (0, 1)])
+        assert (row["n_seeds"], row["seeds"], row["shots"]) == ("2", "0;1", "4")
+        assert (float(row["top1_mean"]), float(row["top1_std"])) == (expected["mean"], expected["std"])
+        assert row["note"] == ""  # same versions and commit within each group
