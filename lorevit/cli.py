@@ -87,6 +87,8 @@ def cmd_eval(args) -> int:
     from .training import ClassificationData
     from .viz import plot_confusion
 
+    if args.output and Path(args.output).is_file():
+        raise ConfigError(f"--output {args.output} is a file; give a folder for eval.json, per_class.json and confusion.png")
     model, trained_cfg = load_adapter(args.adapter)
     cfg = config_from_args(args, trained_cfg, skip=("output",)).replace(protocol="full")
     data = ClassificationData(cfg, model.backbone.data_config, train_indices=[])

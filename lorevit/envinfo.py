@@ -54,7 +54,9 @@ def package_versions() -> dict:
 def git_state(path: str | Path | None = None) -> dict | None:
     """``{"commit", "dirty"}`` of the git checkout holding ``path`` (default: lorevit's own code), else None.
 
-    Never raises: no git, no checkout (an installed wheel), or git refusing the folder all give None.
+    Never raises: no git, no checkout (an installed wheel), or git refusing the folder all give None. For
+    lorevit's own code, this file must be tracked by the checkout found (a wheel installed into a virtual
+    environment inside some other project's checkout is not that project's commit).
     """
     root = Path(path) if path is not None else Path(__file__).resolve().parent.parent
     if not any((folder / ".git").exists() for folder in (root, *root.parents)):
@@ -65,6 +67,8 @@ def git_state(path: str | Path | None = None) -> dict | None:
                               text=True, timeout=10, check=True).stdout.strip()
 
     try:
+        if path is None:
+            git("ls-files", "--error-unmatch", str(Path(__file__).resolve()))
         commit = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):

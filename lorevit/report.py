@@ -137,7 +137,12 @@ def find_runs(arguments) -> tuple[list[Path], list[str]]:
             return
         if has_metrics:
             notes.append(f"skipped {folder}: metrics.json without config.yaml (not a lorevit train run)")
-        for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as err:
+            notes.append(f"skipped {folder}: cannot list it ({err.strerror or err})")
+            return
+        for child in children:
             visit(child)
 
     for path, globbed in expand(arguments):
@@ -359,8 +364,11 @@ def write_report(output: str | Path, columns: list[str], rows: list[Row], notes:
     if out.exists() and not out.is_dir():
         raise ReportError(f"--output {out} is a file; give a folder for report.md, report.csv and report.png")
     md, table, png = markdown(columns, rows, notes), csv_text(columns, rows), figure_png(columns, rows)
-    return [write_text(out / "report.md", md), write_text(out / "report.csv", table),
-            atomic_write(out / "report.png", lambda tmp: tmp.write_bytes(png))]
+    try:
+        return [write_text(out / "report.md", md), write_text(out / "report.csv", table),
+                atomic_write(out / "report.png", lambda tmp: tmp.write_bytes(png))]
+    except OSError as err:
+        raise ReportError(f"cannot write the report into {out} ({err.strerror or err}); choose another --output") from None
 
 
 def report(arguments, output: str | Path | None = None) -> tuple[str, list[str]]:

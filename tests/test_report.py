@@ -94,7 +94,8 @@ def test_quoted_globs_parent_folders_and_unfinished_runs(runs, tmp_path, capsys)
     assert "| vpt-deep | imagefolder | 16 |" in capsys.readouterr().out.replace(f" {TINY_VIT} | 2 |", "")
 
 
-@pytest.mark.parametrize("case", ["glob matches nothing", "missing folder", "no runs", "bad metrics", "only unfinished"])
+@pytest.mark.parametrize("case", ["glob matches nothing", "missing folder", "no runs", "bad metrics", "only unfinished",
+                                  "output is a file"])
 def test_report_errors_are_one_line(tmp_path, case, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -108,13 +109,16 @@ def test_report_errors_are_one_line(tmp_path, case, capsys):
         run = write_run(tmp_path / "r", 50.0)
         (run / "metrics.json").write_text("{not json")
         args, expected = [str(run)], "cannot read"
-    else:
+    elif case == "only unfinished":
         (empty / "config.yaml").write_text(Config().to_yaml())
         args, expected = [str(empty)], "no finished runs"
+    else:
+        args, expected = [str(write_run(tmp_path / "r", 50.0))], "is a file"
+        (tmp_path / "out").write_text("")
     assert main(["report", *args, "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lorevit: error: ") and expected in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()  # nothing written
+    assert not (tmp_path / "out").is_dir()  # nothing written
 
 
 def test_output_files_and_csv_round_trip(runs, tmp_path):
@@ -243,3 +247,27 @@ def test_report_over_real_tiny_runs(tmp_path, capsys):
         assert (row["n_seeds"], row["seeds"], row["shots"]) == ("2", "0;1", "4")
         assert (float(row["top1_mean"]), float(row["top1_std"])) == (expected["mean"], expected["std"])
         assert row["note"] == ""  # same versions and commit within each group
+
+
+def test_eval_output_that_is_a_file_is_one_clear_error(tiny_adapter, tmp_path, capsys):
+    target = tmp_path / "taken.json"
+    target.write_text("{}")
+    assert main(["eval", "--adapter", str(tiny_adapter), "--output", str(target)]) == 2
+    assert "is a file" in capsys.readouterr().err and target.read_text() == "{}"
+
+
+def test_git_state_of_a_checkout(tmp_path):
+    from lorevit.envinfo import git_state
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("1")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    assert git_state(tmp_path) == {"commit": git("rev-parse", "HEAD").strip(), "dirty": False}
+    (tmp_path / "a.txt").write_text("2")
+    assert git_state(tmp_path)["dirty"] is True
+    (tmp_path / "sub").mkdir()
+    assert git_state(tmp_path / "sub")["commit"] == git("rev-parse", "HEAD").strip()  # found from below
