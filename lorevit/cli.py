@@ -84,23 +84,30 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from .adapter import load_adapter
+    from .evaluation import evaluate, per_class_table
     from .io import write_json
-    from .run import fit_and_test
     from .training import ClassificationData
+    from .viz import plot_confusion
 
+    if args.output and Path(args.output).is_file():
+        raise ConfigError(f"--output {args.output} is a file; give a folder for eval.json, per_class.json and confusion.png")
     model, trained_cfg = load_adapter(args.adapter)
-    cfg = config_from_args(args, trained_cfg).replace(protocol="full")
+    cfg = config_from_args(args, trained_cfg, skip=("output",)).replace(protocol="full")
     data = ClassificationData(cfg, model.backbone.data_config, train_indices=[])
     if data.classnames != model.classnames:
         raise ConfigError(
             f"dataset {cfg.dataset!r} has {len(data.classnames)} classes {data.classnames[:3]}..., the adapter was "
             f"trained on {model.num_classes} {model.classnames[:3]}...; evaluate on the adapter's own class list"
         )
-    results, _, times = fit_and_test(cfg.replace(epochs=0), model, data, Path(args.adapter) / "eval")
+    out = Path(args.output or args.adapter)
+    results, confusion, times = evaluate(cfg, model, data, out / "eval")  # issue 12 §3: + confusion counts
     results.update(num_test=len(data.test_indices), dataset=cfg.dataset, **times)
-    write_json(Path(args.adapter) / "eval.json", results)
+    write_json(out / "eval.json", results)
+    write_json(out / "per_class.json", {"dataset": cfg.dataset, **per_class_table(confusion, model.classnames)})
+    plot_confusion(confusion, model.classnames, out / "confusion.png", title=f"{trained_cfg.method} on {cfg.dataset}")
     print(f"test top-1 {results['test_top1']:.2f}%  top-5 {results['test_top5']:.2f}% "
-          f"on {results['num_test']} images of {cfg.dataset}")
+          f"on {results['num_test']} images of {cfg.dataset}; per-class accuracy and confusion matrix in "
+          f"{out / 'per_class.json'}, {out / 'confusion.png'}")
     return 0
 
 
@@ -175,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="re-evaluate a trained adapter on its test split")
     evaluate.add_argument("--adapter", required=True, help="a run's output directory")
-    add_config_options(evaluate, skip=("method", "backbone", "weights", "knowledge", "img_size"))
+    evaluate.add_argument("--output", help="write eval.json, per_class.json and confusion.png into this folder "
+                          "(default: the adapter's folder)")
+    add_config_options(evaluate, skip=("method", "backbone", "weights", "knowledge", "img_size", "output"))
     evaluate.set_defaults(func=cmd_eval)
 
     predict = commands.add_parser("predict", help="top-k classes with probabilities for images, folders and globs")
@@ -220,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands defined beside their code, each module with a ``register(commands)``.
 # Their modules import no torch at the top: ``lorevit --help`` and bad arguments answer at once.
 EXTRA_COMMANDS = ("lorevit.bench.cli", "lorevit.tasks.retrieval.cli", "lorevit.tasks.correspondence.cli",
-                  "lorevit.tasks.video.cli", "lorevit.tasks.cli", "lorevit.export")
+                  "lorevit.tasks.video.cli", "lorevit.tasks.cli", "lorevit.export", "lorevit.report")
 
 
 def _extra_commands():

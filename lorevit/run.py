@@ -97,7 +97,8 @@ def clear_previous_run(out: Path) -> None:
 
     for name in ("checkpoints", "logs", "eval"):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in ("metrics.json", ADAPTER_FILE, "indices.json", "curves.png", "eval.json", "config.yaml"):
+    for name in ("metrics.json", ADAPTER_FILE, "indices.json", "curves.png", "eval.json", "config.yaml",
+                 "env.json", "per_class.json", "confusion.png"):  # issue 12 §3
         (out / name).unlink(missing_ok=True)
 
 
@@ -306,6 +307,9 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     if rank_zero_only.rank == 0:
         save_adapter(model, cfg, out)
+        from .envinfo import write_env  # issue 12 §3: versions, device, git commit, data fingerprints
+
+        write_env(out, cfg, data, metrics)
         write_json(out / "metrics.json", metrics)
         plot_curves(metrics, out / "curves.png")
     return metrics

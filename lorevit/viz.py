@@ -252,6 +252,42 @@ def plot_training_curves(metrics: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+# ----------------------------------------------------------------------------- confusion matrix
+
+CONFUSION_NAMED_CLASSES = 40  # class names on the axes up to this many classes; indices beyond
+
+
+def plot_confusion(confusion, classnames: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """``lorevit eval``'s confusion matrix: rows (true class) normalised to 1, so the diagonal is each
+    class's accuracy; counts written in the cells when there are ≤ 15 classes."""
+    plt = _pyplot()
+    counts = np.asarray(confusion, dtype=np.int64)  # C, C
+    c = counts.shape[0]
+    rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)  # C, C, each row sums to 1 (or 0: no image)
+    side = min(max(4.0, 2.0 + 0.22 * c), 12.0)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    image = ax.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    named = c <= CONFUSION_NAMED_CLASSES
+    ticks = list(range(c)) if named else list(range(0, c, max(1, c // 20)))
+    labels = [str(classnames[i]) if named else str(i) for i in ticks]
+    fontsize = 8 if c <= 15 else 6 if named else 7
+    ax.set_xticks(ticks, labels, rotation=90 if named else 0, fontsize=fontsize)
+    ax.set_yticks(ticks, labels, fontsize=fontsize)
+    ax.set_xlabel("predicted class" + ("" if named else " (index)"))
+    ax.set_ylabel("true class" + ("" if named else " (index)"))
+    if c <= 15:
+        for i in range(c):
+            for j in range(c):
+                if counts[i, j]:
+                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if rows[i, j] > 0.5 else "black")
+    accuracy = 100.0 * np.trace(counts) / max(int(counts.sum()), 1)
+    ax.set_title(f"{title + ': ' if title else ''}top-1 {accuracy:.2f}% on {int(counts.sum())} images", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

@@ -47,6 +47,7 @@ from ..backbone import create_backbone
 from ..config import Config, ConfigError
 from ..io import atomic_write, write_json, write_text
 from ..methods import METHODS
+from ..report import seed_stats
 from .defaults import ABLATION_DEFAULTS, ALL_METHODS, DEFAULT_SEEDS, DEFAULT_SHOTS  # noqa: F401 (re-exported)
 
 LABELS = {
@@ -194,9 +195,7 @@ def aggregate(plan: AblationPlan, finished: dict[tuple[str, int, int], dict], no
                 entry["note"] = notes[method]
             if runs:
                 accs = [round(float(m["test_top1"]), 4) for m in runs]
-                entry.update(mean=round(statistics.fmean(accs), 4),
-                             std=round(statistics.stdev(accs), 4) if len(accs) > 1 else 0.0,
-                             runs=accs, trainable_params=int(runs[0]["trainable_params"]),
+                entry.update(**seed_stats(accs), runs=accs, trainable_params=int(runs[0]["trainable_params"]),
                              seeds=[s for s in plan.seeds if (method, k, s) in finished])
             results[method][str(k)] = entry
     return results
