@@ -201,6 +201,16 @@ def test_task_extractor_takes_weights_and_strict(tiny_adapter, hub_dir, tmp_path
         load_extractor(tiny_adapter, weights=str(other), strict=True)
     extractor = load_extractor(hub_dir, weights=str(tiny_weights(tmp_path / "same.safetensors")), strict=True)
     assert extractor.label == "LORE" and extractor(images(1)).cls.shape == (1, TINY_KWARGS["embed_dim"])
+    # the task commands' own options reach it
+    from lorevit.cli import build_parser
+    from lorevit.tasks.common import extractor_from_args
+
+    parser = build_parser()
+    for argv in (["retrieval", "--dataset", "roxford5k", "--data-root", "d", "--output", "o"],
+                 ["correspondence", "--data-root", "d", "--output", "o"], ["video-seg", "run", "--davis-root", "d", "--output", "o"]):
+        args = parser.parse_args([*argv, "--adapter", str(tiny_adapter), "--weights", str(other), "--strict"])
+        with pytest.raises(AdapterError, match="--strict"):
+            extractor_from_args(args)
 
 
 def test_nothing_saved_names_a_machine_path(tmp_path):
