@@ -146,13 +146,15 @@ def hub_config(metadata: dict[str, str]) -> dict:
 
 
 def train_command(cfg: "Config") -> str:
-    """The ``lorevit train`` command of a config: its method and dataset, and every key not at its default."""
+    """The ``lorevit train`` command of a config: its key options (method, backbone, data, shots, size, epochs,
+    seed), then every other key that is not at its default (where and how the run ran left out)."""
     import yaml
 
     from .config import Config
 
     default = Config()
-    keys = ["method", "backbone", "weights", "dataset", "protocol"]
+    shots = {"few-shot": ["shots"], "easy-to-hard": ["stage_shots"]}.get(cfg.protocol, [])
+    keys = ["method", "backbone", "weights", "knowledge", "dataset", "protocol", *shots, "img_size", "epochs", "seed"]
     keys += [k for k in Config.keys() if k not in keys and k not in _RUN_ONLY and getattr(cfg, k) != getattr(default, k)]
     parts = ["lorevit train"]
     for key in keys:

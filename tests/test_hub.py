@@ -248,9 +248,22 @@ def test_model_card(tiny_adapter, hub_dir):
     assert f"top-1 **{metrics['test_top1']:.2f} %**" in card and f"{metrics['trainable_params']:,}" in card
     for text in ("`lore`", f"`{TINY_VIT}`", "weights `random`", "imagefolder, 4 shots per class, seed 0",
                  f"{TINY_SIZE} px", ", ".join(sorted(CLASSES)), backbone_fingerprint(load_adapter(tiny_adapter)[0].backbone),
-                 "lorevit train --method lore --backbone vit_tiny_patch16_224 --weights random --dataset imagefolder",
+                 "lorevit train --method lore --backbone vit_tiny_patch16_224 --weights random --knowledge st:minilm",
+                 "--dataset imagefolder --protocol few-shot",
                  "--shots 4", "--epochs 1", "lorevit train --config config.yaml"):
         assert text in card, text
+    # the command rebuilds the training config (all but where and how the run ran)
+    import re
+    import shlex
+
+    from lorevit.cli import build_parser, config_from_args
+    from lorevit.hub import _RUN_ONLY
+
+    command = re.search(r"^lorevit train --method .*$", card, re.M).group(0)
+    rebuilt = config_from_args(build_parser().parse_args(shlex.split(command)[1:])).to_dict()
+    trained = json.loads((hub_dir / CONFIG_NAME).read_text())["train_config"]
+    assert {k: v for k, v in rebuilt.items() if k not in _RUN_ONLY} == {k: v for k, v in trained.items()
+                                                                         if k not in _RUN_ONLY}
 
 
 def test_push_to_hub_uploads_the_three_files(tiny_adapter, monkeypatch, capsys):
