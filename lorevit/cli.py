@@ -281,6 +281,7 @@ def quiet_libraries() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed",
                  "lightning.pytorch.accelerators.cuda", "sentence_transformers", "transformers"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("huggingface_hub.utils._http").setLevel(logging.ERROR)  # its retries; the final error is ours
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

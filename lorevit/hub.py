@@ -155,7 +155,8 @@ def train_command(cfg: "Config") -> str:
     default = Config()
     shots = {"few-shot": ["shots"], "easy-to-hard": ["stage_shots"]}.get(cfg.protocol, [])
     keys = ["method", "backbone", "weights", "knowledge", "dataset", "protocol", *shots, "img_size", "epochs", "seed"]
-    keys += [k for k in Config.keys() if k not in keys and k not in _RUN_ONLY and getattr(cfg, k) != getattr(default, k)]
+    keys += [k for k in Config.keys()
+             if k not in keys and k not in _RUN_ONLY and getattr(cfg, k) != getattr(default, k)]
     parts = ["lorevit train"]
     for key in keys:
         value = getattr(cfg, key)
@@ -204,7 +205,8 @@ def model_card_text(metadata: dict[str, str], repo_id: str | None = None) -> str
     ]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     config_yaml = yaml.safe_dump(info["train_config"], sort_keys=False)
-    return f"""# {info['method'].upper() if info['method'].startswith('lore') else info['method']} adapter: {backbone['timm_name']} on {cfg.dataset}
+    title = info["method"].upper() if info["method"].startswith("lore") else info["method"]
+    return f"""# {title} adapter: {backbone['timm_name']} on {cfg.dataset}
 
 A lorevit adapter: the trained parameters of `{info['method']}` (LORE, locality-aware prompt
 learning for frozen ViTs, ACM MM 2024; [paper]({PAPER_URL})) for the frozen ViT `{backbone['timm_name']}`.
@@ -254,9 +256,10 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | os.Path
     except Exception as err:  # offline, unknown repo, no such file, no network: one message for all
         from .adapter import AdapterError, FILENAME
 
+        reason = (str(err).splitlines() or [""])[0]
         raise AdapterError(f"no adapter at {repo_id}: it is not a local folder, and the Hugging Face Hub repo "
-                           f"{repo_id} gave no {WEIGHTS_NAME} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-                           f"pass a run directory ({FILENAME}), a folder from `lorevit hub save`, or a reachable repo id") from None
+                           f"{repo_id} gave no {WEIGHTS_NAME} ({type(err).__name__}: {reason}); pass a run "
+                           f"directory ({FILENAME}), a folder from `lorevit hub save`, or a reachable repo id") from None
 
 
 # ----------------------------------------------------------------------------- the mixin
@@ -389,7 +392,8 @@ def _adapter_for_cli(args) -> HubAdapter:
 def cmd_hub_save(args) -> int:
     output = Path(args.output)
     if output.exists() and not output.is_dir():
-        raise HubError(f"--output {output} is a file; name a folder (it gets {CONFIG_NAME}, {WEIGHTS_NAME}, {CARD_NAME})")
+        raise HubError(f"--output {output} is a file; name a folder "
+                       f"(it gets {CONFIG_NAME}, {WEIGHTS_NAME}, {CARD_NAME})")
     _adapter_for_cli(args).save_pretrained(output)
     print(f"{args.run} → {output}/ ({CONFIG_NAME}, {WEIGHTS_NAME}, {CARD_NAME})")
     return 0
@@ -408,7 +412,8 @@ def register(commands) -> None:
     """``lorevit hub save`` / ``lorevit hub push`` (called by lorevit.cli)."""
     hub = commands.add_parser("hub", help="share adapters: a hub-style folder, or a push to the Hugging Face Hub")
     sub = hub.add_subparsers(dest="hub_command", required=True)
-    save = sub.add_parser("save", help="a run's adapter → config.json + model.safetensors + README.md (no machine paths)")
+    save = sub.add_parser("save", help="a run's adapter → config.json + model.safetensors + README.md "
+                                       "(no machine paths)")
     push = sub.add_parser("push", help="upload a run's adapter to a Hub repo (network; `hf auth login` or --token)")
     for p in (save, push):
         p.add_argument("run", metavar="RUN_DIR", help="a run's output directory, a hub-style folder or a repo id")
