@@ -7,7 +7,7 @@ from .config import Config
 
 __version__ = "0.1.0"
 _LAZY = {"PromptedViT": "backbone", "create_backbone": "backbone", "PromptedClassifier": "model",
-         "create_model": "model"}
+         "create_model": "model", "from_pretrained": "hub"}
 
 
 def __getattr__(name: str):
@@ -19,11 +19,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_adapter(path, backbone=None, device="cpu"):
-    """Load an adapter directory (or ``adapter.safetensors``) back onto its frozen backbone."""
+def load_adapter(path, backbone=None, device="cpu", weights="unset", strict=False):
+    """Load an adapter (a run directory, a hub-style folder, a file or a Hub repo id) onto its frozen backbone."""
     from .adapter import load_adapter as _load
 
-    return _load(path, backbone=backbone, device=device)
+    return _load(path, backbone=backbone, device=device, weights=weights, strict=strict)
 
 
-__all__ = ["Config", "PromptedClassifier", "PromptedViT", "create_backbone", "create_model", "load_adapter"]
+__all__ = ["Config", "PromptedClassifier", "PromptedViT", "create_backbone", "create_model", "from_pretrained", "load_adapter"]

@@ -19,6 +19,7 @@ returned separately so the White Box can read them without a second pass through
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -52,6 +53,24 @@ class Tokens:
         return self.tokens[:, self.num_prefix :]
 
 
+FINGERPRINT_SKIPS = ("pos_embed",)  # resampled to the size a ViT is built for: not part of its fingerprint
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """sha256 of a module's weights: for every state-dict entry in sorted key order, its name, dtype, shape
+    and raw bytes. Position embeddings are left out: they are resampled to the image size the ViT is built
+    for, so the same weights at 112 px and at 518 px have the same fingerprint."""
+    digest = hashlib.sha256()
+    state = module.state_dict()
+    for key in sorted(state):
+        if key.rsplit(".", 1)[-1] in FINGERPRINT_SKIPS:
+            continue
+        t = state[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 class PromptedViT(nn.Module):
     """A frozen timm ``VisionTransformer`` with deep-prompt slots."""
 
@@ -70,6 +89,8 @@ class PromptedViT(nn.Module):
         self.depth = len(vit.blocks)
         self.num_prefix = vit.num_prefix_tokens
         self.num_heads = vit.blocks[0].attn.num_heads
+        # the weights as loaded, before any precision cast of training: what adapters record and check
+        self.weights_sha256 = weights_fingerprint(vit)
 
     def train(self, mode: bool = True) -> "PromptedViT":
         super().train(mode)

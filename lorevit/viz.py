@@ -140,14 +140,15 @@ def plot_attention_grid(pictures: np.ndarray, maps: dict[str, torch.Tensor | Non
 
 def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str] = (), dataset: str | None = None,
               data_root: str | None = None, count: int = 4, seed: int = 0, split: str = "test",
-              use_predicted: bool = False) -> dict:
-    """Fig. 3 for an adapter and either image files or ``count`` images of a dataset split."""
+              use_predicted: bool = False, weights: str | None = "unset", strict: bool = False) -> dict:
+    """Fig. 3 for an adapter and either image files or ``count`` images of a dataset split
+    (``weights``/``strict``: as :func:`lorevit.adapter.load_adapter`'s)."""
     from PIL import Image, UnidentifiedImageError
 
     from .adapter import load_adapter
     from .training import image_transforms
 
-    model, cfg = load_adapter(adapter)
+    model, cfg = load_adapter(adapter, weights=weights, strict=strict)
     transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False)
     labels = None
     if image_paths:
@@ -295,6 +296,7 @@ def cmd_visualize(args) -> int:
     if not args.images and args.count is None:
         args.count = 4
     info = visualize(args.adapter, args.output, args.images, dataset=args.dataset, data_root=args.data_root,
-                     count=args.count or 4, seed=args.seed, split=args.split, use_predicted=args.predicted)
+                     count=args.count or 4, seed=args.seed, split=args.split, use_predicted=args.predicted,
+                     weights=getattr(args, "backbone_weights", "unset"), strict=getattr(args, "strict", False))
     print(f"{info['rows']} image(s) × {info['columns']} panels written to {info['path']}")
     return 0

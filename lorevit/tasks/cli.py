@@ -14,7 +14,7 @@ def cmd_bench_tasks(args) -> int:
     from .errors import TaskError
 
     adapter = Path(args.adapter)
-    if not (adapter.is_file() or (adapter / "adapter.safetensors").is_file()):
+    if not (adapter.is_file() or any((adapter / name).is_file() for name in ("adapter.safetensors", "model.safetensors"))):
         raise TaskError(f"no adapter at {adapter}: train one first (`make demo` writes runs/demo) or pass --adapter DIR")
     tasks = [t for t in str(args.tasks).replace(" ", "").split(",") if t]
     unknown = sorted(set(tasks) - set(TASKS))

