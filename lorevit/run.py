@@ -283,6 +283,7 @@ def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationDat
                                                          ckpt_path=stage_checkpoint(cfg, out, "hard"))
     return {
         "test_top1": hard_metrics["test_top1"], "test_top5": hard_metrics["test_top5"],
+        "test_images": hard_metrics["test_images"],
         "stages": {
             "easy": {"indices": easy, "test_top1": easy_metrics["test_top1"], "history": easy_history, **easy_time},
             "hard": {"indices": hard, "test_top1": hard_metrics["test_top1"], "history": hard_history, **hard_time},
@@ -378,6 +379,9 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
         metrics.update(results, history=history, num_train=len(data.train_indices), **times)
         metrics["negatives"] = "none" if not model.method.uses_knowledge else \
             "own-prediction" if negatives is None else "clip-zero-shot"
+    if cfg.bad_images == "skip":  # images left out as unreadable: per training epoch (all ranks) and in the test
+        metrics["skipped_images"] = {"train": max((row.get("train_skipped", 0) for row in metrics["history"]), default=0),
+                                     "test": len(data.test_indices) - int(metrics.get("test_images", 0))}
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     if rank_zero_only.rank == 0:
         save_adapter(model, cfg, out)

@@ -385,6 +385,7 @@ class LitClassifier(L.LightningModule):
         counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
         total = counts[2].clamp_min(1)
         self.log(f"{prefix}_top1", counts[0] / total * 100, rank_zero_only=True)
+        self.log(f"{prefix}_images", counts[2], rank_zero_only=True)  # evaluated: without the unreadable ones
         if top5:
             self.log(f"{prefix}_top5", counts[1] / total * 100, rank_zero_only=True)
 

@@ -1,6 +1,7 @@
 """Resume (issue 14 §2): mid-epoch from step checkpoints, and easy-to-hard per stage."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,3 +97,96 @@ def test_sigkill_mid_epoch_resumes_from_a_step_checkpoint(tmp_path, color_folder
     assert (a["test_top1"], a["test_top5"]) == (b["test_top1"], b["test_top5"])
     print(f"\nmax |Δ train_loss| = {max(abs(x['train_loss'] - y['train_loss']) for x, y in zip(a['history'], b['history'])):.3g}"
           f", resumed after {done['batches']} of 18 batches of epoch {done['epoch'] + 1}; test top-1 {a['test_top1']:.4f} = {b['test_top1']:.4f}")
+
+
+class Crash(Exception):
+    pass
+
+
+def _e2h(tmp_path, data_root, **changes):
+    return tiny_config(tmp_path / "e2h", data_root, protocol="easy-to-hard", stage_shots=3, epochs=2, hard_epochs=3,
+                       selection_pool=None, batch_size=4, **changes)
+
+
+def test_easy_to_hard_resumes_the_stage_it_was_killed_in(tmp_path, color_folder, monkeypatch):
+    """A crash inside the hard stage (after its 1st epoch's checkpoint), then one between the stages: each --resume
+    continues where the run stopped — a finished easy stage is reloaded, not trained again — and ends with the
+    uninterrupted run's stages, histories and test metrics."""
+    import lightning as L
+
+    import lorevit.run as run
+
+    straight = train(_e2h(tmp_path / "straight", color_folder))
+
+    make_trainer = run.make_trainer
+
+    class CrashAt(L.Callback):
+        def on_train_epoch_start(self, trainer, lit):
+            if trainer.current_epoch == 1:
+                raise Crash("killed")
+
+    def crashing(cfg, out, epochs, stage=""):
+        trainer = make_trainer(cfg, out, epochs, stage)
+        trainer.callbacks.append(CrashAt()) if stage == "hard" else None
+        return trainer
+
+    monkeypatch.setattr(run, "make_trainer", crashing)
+    with pytest.raises(Crash):
+        train(_e2h(tmp_path, color_folder))
+    monkeypatch.setattr(run, "make_trainer", make_trainer)
+    out = tmp_path / "e2h"
+    record = json.loads((out / "stages.json").read_text())
+    assert record["easy"]["test_top1"] == straight["stages"]["easy"]["test_top1"] and "hard" in record
+    assert torch.load(out / "checkpoints" / "hard" / "last.ckpt", weights_only=True)["epoch"] == 0
+    easy_ckpt = (out / "checkpoints" / "easy" / "last.ckpt").read_bytes()
+
+    trained, fit_and_test = [], run.fit_and_test
+    monkeypatch.setattr(run, "fit_and_test", lambda *a, **k: trained.append(k["stage"]) or fit_and_test(*a, **k))
+    resumed = train(_e2h(tmp_path, color_folder, resume=True))
+    assert trained == ["hard"]  # the easy stage was reloaded, not trained again
+    assert (out / "checkpoints" / "easy" / "last.ckpt").read_bytes() == easy_ckpt
+    _same_run(resumed, straight)
+
+    # a crash between the stages (the hard images not chosen yet): the resumed run chooses them again, identically
+    (out / "metrics.json").unlink()
+    record = json.loads((out / "stages.json").read_text())
+    del record["hard"]
+    (out / "stages.json").write_text(json.dumps(record))
+    shutil.rmtree(out / "checkpoints" / "hard")
+    trained.clear()
+    resumed = train(_e2h(tmp_path, color_folder, resume=True))
+    assert trained == ["hard"]
+    _same_run(resumed, straight)
+
+
+def _same_run(a, b):
+    for stage in ("easy", "hard"):
+        assert a["stages"][stage]["indices"] == b["stages"][stage]["indices"], stage
+        for key in ("train_loss", "train_acc", "lr"):
+            assert [r[key] for r in a["stages"][stage]["history"]] == \
+                pytest.approx([r[key] for r in b["stages"][stage]["history"]], abs=1e-6), (stage, key)
+    assert (a["test_top1"], a["test_top5"], a["improvement"]) == (b["test_top1"], b["test_top5"], b["improvement"])
+
+
+def test_ddp_batches_of_unreadable_images_do_not_hang_the_other_rank(tmp_path):
+    """bad_images: skip under 2-process gloo DDP with batches of one image: the batches of the 3 truncated PNGs
+    hold no readable image on their rank while the other rank trains; the run finishes (no rank waits in the
+    gradient all-reduce) and counts what it skipped."""
+    from .conftest import write_color_folder
+
+    root = write_color_folder(tmp_path / "colors", per_class=(4, 3))
+    for name in ("train/red_square/000.png", "train/green_square/001.png", "test/blue_square/002.png"):
+        path = root / name
+        path.write_bytes(path.read_bytes()[:60])  # a PNG cut off inside its first chunk
+    out = tmp_path / "ddp"
+    cmd = _argv(root, out, "--bad_images", "skip", "--batch_size", "1", "--shots", "4", "--epochs", "2",
+                "--devices", "2", "--strategy", "ddp", "--eval-batch-size", "2")
+    start = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["skipped_images"] == {"train": 2, "test": 1}
+    assert [row["train_skipped"] for row in metrics["history"]] == [2, 2]
+    assert metrics["test_images"] == 8 and all(row["train_loss"] > 0 for row in metrics["history"])
+    print(f"\nDDP run with unreadable batches: {time.perf_counter() - start:.1f} s")
