@@ -190,3 +190,83 @@ def test_ddp_batches_of_unreadable_images_do_not_hang_the_other_rank(tmp_path):
     assert [row["train_skipped"] for row in metrics["history"]] == [2, 2]
     assert metrics["test_images"] == 8 and all(row["train_loss"] > 0 for row in metrics["history"])
     print(f"\nDDP run with unreadable batches: {time.perf_counter() - start:.1f} s")
+
+
+# --- the one-off passes (zero-shot labels, easy-to-hard features): training device, sharded under DDP ---
+
+POOL = [17, 3, 30, 8, 22, 1, 35, 12, 26]  # an odd number of images, not in index order
+
+
+def _pass(data_root, tmp, indices=POOL):
+    from lorevit.backbone import create_backbone
+    from lorevit.model import create_model
+    from lorevit.training import ClassificationData, one_off_pass
+
+    torch.manual_seed(0)
+    backbone = create_backbone(TINY_VIT, "random", TINY_SIZE, **TINY_KWARGS)
+    cfg = tiny_config(tmp, data_root, method="lore", eval_batch_size=2)
+    data = ClassificationData(cfg, backbone.data_config)
+    model = create_model("lore", data.classnames, backbone=backbone, knowledge=None, knowledge_width=16)
+    loader = data.plain_train_dataloader(indices)
+    outputs = one_off_pass(model, lambda x: (lambda o: (o.logits.argmax(-1), o.features))(model(x)), loader,
+                           torch.device("cpu"))
+    return model, loader, outputs
+
+
+def test_one_off_pass_equals_the_plain_loop_on_one_process(tmp_path, color_folder):
+    from lorevit.training import predict_loader
+
+    model, loader, (index, (preds, feats)) = _pass(color_folder, tmp_path)
+    model.train()
+    expected_preds, expected_index, expected_feats = predict_loader(model, loader, features=True)
+    assert index.tolist() == expected_index.tolist() == POOL
+    assert torch.equal(preds, expected_preds) and torch.equal(feats, expected_feats)
+
+
+def _shard_worker(rank, data_root, tmp, port):
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        _, loader, (index, (preds, feats)) = _pass(data_root, tmp)
+        assert len(loader.sampler) == (5, 4)[rank]  # this rank's shard: positions rank, rank + 2, ...
+        torch.save({"index": index, "preds": preds, "feats": feats}, f"{tmp}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_one_off_pass_sharded_over_two_gloo_processes_equals_one_process(tmp_path, color_folder):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_shard_worker, args=(str(color_folder), str(tmp_path), port), nprocs=2)
+    _, _, (index, (preds, feats)) = _pass(color_folder, tmp_path)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert got["index"].tolist() == index.tolist() == POOL
+        assert torch.equal(got["preds"], preds) and torch.allclose(got["feats"], feats, atol=1e-6)
+
+
+def test_zero_shot_labels_from_the_one_off_pass_equal_the_plain_loop(tmp_path, color_folder, monkeypatch):
+    pytest.importorskip("open_clip")
+    monkeypatch.setenv("LOREVIT_HOME", str(tmp_path / "home"))  # its own zero-shot cache (test_clip counts the files)
+    from lorevit.backbone import create_backbone
+    from lorevit.knowledge import ZERO_SHOT_TEMPLATE, class_features
+    from lorevit.methods import ZeroShotHead
+    from lorevit.model import create_model
+    from lorevit.run import zero_shot_negatives
+    from lorevit.training import ClassificationData
+
+    from .test_clip import CLIP_TINY
+
+    cfg = tiny_config(tmp_path / "run", color_folder, eval_batch_size=5, **CLIP_TINY)
+    backbone = create_backbone(cfg.backbone, cfg.weights, cfg.img_size, **cfg.backbone_kwargs)
+    data = ClassificationData(cfg, backbone.data_config)
+    model = create_model(cfg.method, data.classnames, backbone=backbone, knowledge=cfg.knowledge)
+    table = zero_shot_negatives(cfg, model, data)
+    head = ZeroShotHead(model.backbone, class_features(cfg.knowledge, data.classnames, ZERO_SHOT_TEMPLATE))
+    expected = torch.full((len(data.train_set),), -1, dtype=torch.long)
+    with torch.no_grad():
+        for images, _, index in data.plain_train_dataloader():
+            expected[index] = head(model.backbone(images)).argmax(-1)
+    assert torch.equal(table, expected) and (table >= 0).sum() == len(data.train_indices)
