@@ -224,7 +224,8 @@ def zero_shot_negatives(cfg: Config, model: PromptedClassifier, data: Classifica
     if path.is_file():
         return torch.load(path, weights_only=True)
     table = torch.full((len(data.train_set),), -1, dtype=torch.long)
-    index, (labels,) = one_off_pass(head, lambda images: head(model.backbone(images)).argmax(-1),
+    index, (labels,) = one_off_pass(torch.nn.ModuleList([model.backbone, head]),
+                                    lambda images: head(model.backbone(images)).argmax(-1),
                                     data.plain_train_dataloader(), pass_device(cfg))
     table[index] = labels
     atomic_write(path, lambda tmp: torch.save(table, tmp))  # never half-written for another rank or run

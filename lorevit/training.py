@@ -102,7 +102,7 @@ class EpochShuffle(torch.utils.data.Sampler):
         order = torch.randperm(self.size, generator=generator).tolist()
         generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch, 2))  # 2: the augmentations'
         seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()  # one per position, not per turn
-        return iter([(i, seeds[i]) for i in order])
+        return ((i, seeds[i]) for i in order)
 
     def __len__(self) -> int:
         return self.size
@@ -414,7 +414,10 @@ class LitClassifier(L.LightningModule):
         for key in [k for k in state if k.startswith("model.backbone.")]:
             del state[key]
         checkpoint["history"] = self.history
-        checkpoint["epoch_sums"] = self._sums.tolist()
+        sums = self._sums
+        if self.trainer.world_size > 1:  # one checkpoint for all ranks: each rank restarts from an equal share
+            sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum") / self.trainer.world_size
+        checkpoint["epoch_sums"] = sums.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """The checkpoint must hold exactly the trainable state of the model built now (the ViT is left out)."""
@@ -471,7 +474,8 @@ def one_off_pass(module: torch.nn.Module, fn, loader: DataLoader, device: torch.
     device and mode afterwards.
     """
     first = next(module.parameters(), None)
-    home, training = (first.device if first is not None else torch.device("cpu")), module.training
+    home = first.device if first is not None else torch.device("cpu")
+    modes = {sub: sub.training for sub in module.modules()}
     module.to(device).eval()
     indices, outputs = [], []
     try:
@@ -483,7 +487,9 @@ def one_off_pass(module: torch.nn.Module, fn, loader: DataLoader, device: torch.
             outputs.append(tuple(o.cpu() for o in (out if isinstance(out, tuple) else (out,))))
             indices.append(index)
     finally:
-        module.to(home).train(training)
+        module.to(home)
+        for sub, mode in modes.items():
+            sub.training = mode
     index = torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long)
     columns = [torch.cat(column) for column in zip(*outputs)]
     if isinstance(loader.sampler, ShardSampler):  # gather the ranks' shards, back in the dataset's order
