@@ -322,7 +322,8 @@ def load_trained_state(model: PromptedClassifier, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     except (OSError, RuntimeError, KeyError, EOFError) as err:
-        raise RunError(f"--resume: cannot read the finished stage's checkpoint {path} ({err}); start a new run") from None
+        raise RunError(f"--resume: cannot read the finished stage's checkpoint {path} ({err}); "
+                       "start a new run") from None
     state = {k.removeprefix("model."): v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("backbone.")]
@@ -381,7 +382,8 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
         metrics["negatives"] = "none" if not model.method.uses_knowledge else \
             "own-prediction" if negatives is None else "clip-zero-shot"
     if cfg.bad_images == "skip":  # images left out as unreadable: per training epoch (all ranks) and in the test
-        metrics["skipped_images"] = {"train": max((row.get("train_skipped", 0) for row in metrics["history"]), default=0),
+        per_epoch = [row.get("train_skipped", 0) for row in metrics["history"]]
+        metrics["skipped_images"] = {"train": max(per_epoch, default=0),
                                      "test": len(data.test_indices) - int(metrics.get("test_images", 0))}
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     if rank_zero_only.rank == 0:

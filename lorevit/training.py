@@ -333,7 +333,7 @@ class LitClassifier(L.LightningModule):
 
     def _epoch_means(self) -> dict:
         """The epoch's training means over every rank's images (plus the images skipped as unreadable)."""
-        sums = self.trainer.strategy.reduce(self._sums.to(self.device), reduce_op="sum").cpu().double()
+        sums = self.trainer.strategy.reduce(self._sums.to(self.device, copy=True), reduce_op="sum").cpu().double()
         loss, correct, images, task, kp, skipped = sums.tolist()
         means = {"train_loss": loss / images, "train_acc": correct / images * 100} if images else {}
         means.update({"train_task": task / images, "train_kp": kp / images} if images else {})
@@ -416,7 +416,8 @@ class LitClassifier(L.LightningModule):
         checkpoint["history"] = self.history
         sums = self._sums
         if self.trainer.world_size > 1:  # one checkpoint for all ranks: each rank restarts from an equal share
-            sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum") / self.trainer.world_size
+            sums = self.trainer.strategy.reduce(sums.to(self.device, copy=True), reduce_op="sum")
+            sums = sums / self.trainer.world_size
         checkpoint["epoch_sums"] = sums.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

@@ -58,45 +58,56 @@ def _argv(data_root, out, *extra):
             "--output", str(out), *extra]
 
 
-def test_sigkill_mid_epoch_resumes_from_a_step_checkpoint(tmp_path, color_folder):
-    """checkpoint_every_n_steps 2: SIGKILL a run inside its 2nd or 3rd epoch, right after a step checkpoint; the resumed run
-    continues that epoch where it stopped and ends with the same loss history and test metrics as a run that never
-    stopped (18 steps of 2 images per epoch)."""
+def _kill_mid_epoch_and_resume(tmp_path, data_root, steps, *extra):
+    """Run with step checkpoints every 2 steps, SIGKILL it right after a step checkpoint inside its 2nd or 3rd epoch
+    (``steps`` per epoch), resume it, run it again uninterrupted; the two metrics.json and where it was killed."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_argv(color_folder, killed, "--checkpoint_every_n_steps", "2"), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_argv(data_root, killed, *extra, "--checkpoint_every_n_steps", "2"), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt, seen, deadline = killed / "checkpoints" / "last.ckpt", None, time.time() + 180
     while process.poll() is None and time.time() < deadline:
         if ckpt.is_file() and ckpt.stat().st_mtime_ns != seen:
-            process.send_signal(signal.SIGSTOP)  # frozen while its latest checkpoint is looked at
+            os.killpg(process.pid, signal.SIGSTOP)  # frozen (all its ranks) while its latest checkpoint is read
             seen = ckpt.stat().st_mtime_ns
             step = torch.load(ckpt, weights_only=False)["global_step"]  # whole: checkpoints are written atomically
-            if step > 18 and step % 18:  # a step checkpoint inside the 2nd or 3rd epoch
+            if step > steps and step % steps:  # a step checkpoint inside the 2nd or 3rd epoch
                 break
-            process.send_signal(signal.SIGCONT)
+            os.killpg(process.pid, signal.SIGCONT)
         time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     state = torch.load(ckpt, weights_only=False)
     done = state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
-    assert done["epoch"] >= 1 and 0 < done["batches"] < 18 and state["global_step"] == 18 * done["epoch"] + done["batches"]
+    assert done["epoch"] >= 1 and 0 < done["batches"] < steps
+    assert state["global_step"] == steps * done["epoch"] + done["batches"]
     assert not (killed / "metrics.json").exists()
 
-    resumed = subprocess.run(_argv(color_folder, killed, "--resume"), env=env, capture_output=True, text=True,
-                             timeout=240)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    straight = subprocess.run(_argv(color_folder, tmp_path / "straight"), env=env, capture_output=True, text=True,
-                              timeout=240)
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    a = json.loads((killed / "metrics.json").read_text())
-    b = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    for out, flags in ((killed, ("--resume",)), (tmp_path / "straight", ())):
+        result = subprocess.run(_argv(data_root, out, *extra, *flags), env=env, capture_output=True, text=True,
+                                timeout=240)
+        assert result.returncode == 0, result.stderr[-3000:]
+    a, b = (json.loads((out / "metrics.json").read_text()) for out in (killed, tmp_path / "straight"))
     assert [row["epoch"] for row in a["history"]] == [1, 2, 3]
     for key in ("train_loss", "train_acc", "train_task", "train_kp", "lr"):
         assert [row[key] for row in a["history"]] == pytest.approx([row[key] for row in b["history"]], abs=1e-6), key
     assert (a["test_top1"], a["test_top5"]) == (b["test_top1"], b["test_top5"])
-    print(f"\nmax |Δ train_loss| = {max(abs(x['train_loss'] - y['train_loss']) for x, y in zip(a['history'], b['history'])):.3g}"
-          f", resumed after {done['batches']} of 18 batches of epoch {done['epoch'] + 1}; test top-1 {a['test_top1']:.4f} = {b['test_top1']:.4f}")
+    delta = max(abs(x["train_loss"] - y["train_loss"]) for x, y in zip(a["history"], b["history"]))
+    print(f"\nmax |Δ train_loss| = {delta:.3g}, resumed after {done['batches']} of {steps} batches of epoch "
+          f"{done['epoch'] + 1}; test top-1 {a['test_top1']:.4f} = {b['test_top1']:.4f}")
+
+
+def test_sigkill_mid_epoch_resumes_from_a_step_checkpoint(tmp_path, color_folder):
+    """checkpoint_every_n_steps 2: a run SIGKILLed inside an epoch continues that epoch where it stopped and ends with
+    the same loss history and test metrics as a run that never stopped (18 steps of 2 images per epoch)."""
+    _kill_mid_epoch_and_resume(tmp_path, color_folder, 18)
+
+
+def test_sigkill_mid_epoch_resumes_under_ddp(tmp_path, color_folder):
+    """The same with two gloo processes (9 steps of 2 + 2 images per epoch): each rank leaves out the batches of its
+    own shard it had trained on, and the epoch's means (kept in the checkpoint) are those of the whole epoch."""
+    _kill_mid_epoch_and_resume(tmp_path, color_folder, 9, "--devices", "2", "--strategy", "ddp",
+                               "--eval-batch-size", "4")
 
 
 class Crash(Exception):
