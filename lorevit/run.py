@@ -18,6 +18,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from .adapter import FILENAME as ADAPTER_FILE
@@ -32,7 +33,7 @@ from .knowledge import ZERO_SHOT_TEMPLATE, check_matching_towers, class_features
 from .methods import ZeroShotHead
 from .model import ARCH_KEYS, PromptedClassifier, create_model
 from .paths import sub_dir
-from .training import ClassificationData, LitClassifier, predict_loader
+from .training import ClassificationData, LitClassifier, one_off_pass, pass_device
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def prepare_output(cfg: Config) -> Path:
     out = Path(cfg.output)
     finished = (out / "metrics.json").exists() or (out / ADAPTER_FILE).exists()
     if cfg.resume:
-        if not (out / "checkpoints" / "last.ckpt").is_file():
+        if not (out / "checkpoints" / "last.ckpt").is_file() and not (out / STAGES_FILE).is_file():
             raise RunError(f"--resume: no checkpoint at {out / 'checkpoints' / 'last.ckpt'}; start without --resume")
         check_resume_config(cfg, out / "config.yaml")
     elif finished and not cfg.overwrite:
@@ -66,7 +67,8 @@ def prepare_output(cfg: Config) -> Path:
 
 # Keys a resumed run may change: they do not change what is trained or measured. ``epochs`` may grow:
 # the cosine schedule is a closed form of the run's total step count (training.cosine_factor).
-RESUME_FREE_KEYS = ("resume", "overwrite", "progress", "num_workers", "eval_batch_size", "output", "epochs", "logger")
+RESUME_FREE_KEYS = ("resume", "overwrite", "progress", "num_workers", "eval_batch_size", "output", "epochs", "logger",
+                    "checkpoint_every_n_steps")
 
 
 def check_resume_config(cfg: Config, saved_path: Path) -> None:
@@ -98,7 +100,7 @@ def clear_previous_run(out: Path) -> None:
     for name in ("checkpoints", "logs", "eval"):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in ("metrics.json", ADAPTER_FILE, "indices.json", "curves.png", "eval.json", "config.yaml",
-                 "env.json", "per_class.json", "confusion.png"):  # issue 12 §3
+                 "env.json", "per_class.json", "confusion.png", STAGES_FILE):  # issue 12 §3, issue 14
         (out / name).unlink(missing_ok=True)
 
 
@@ -140,7 +142,20 @@ def make_trainer(cfg: Config, out: Path, epochs: int, stage: str = "") -> L.Trai
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints" / stage, filename="last", save_top_k=1, every_n_epochs=1,
                                  enable_version_counter=False)
     callbacks = [checkpoint] + ([progress_bar()] if cfg.progress else [])
+    if cfg.checkpoint_every_n_steps:  # also within an epoch (the training loader resumes mid-epoch)
+        callbacks.insert(1, StepCheckpoint(dirpath=out / "checkpoints" / stage, filename="last", save_top_k=1,
+                                           every_n_train_steps=cfg.checkpoint_every_n_steps,
+                                           enable_version_counter=False))
     return _trainer(cfg, out, epochs, loggers, callbacks)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every N optimiser steps (config key ``checkpoint_every_n_steps``), except after an epoch's
+    last batch: the epoch's own checkpoint follows a moment later, once the epoch's history row is written."""
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            super().on_train_batch_end(trainer, *args, **kwargs)
 
 
 def _trainer(cfg: Config, out: Path, epochs: int, loggers, callbacks: list) -> L.Trainer:
@@ -152,10 +167,20 @@ def _trainer(cfg: Config, out: Path, epochs: int, loggers, callbacks: list) -> L
             enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=1,
             num_sanity_val_steps=0, default_root_dir=out, deterministic=False,
             check_val_every_n_epoch=max(cfg.val_every, 1),
+            plugins=[AtomicCheckpointIO()],
         )
     except (ValueError, TypeError, MisconfigurationException) as err:
         raise ConfigError(f"trainer settings (accelerator {cfg.accelerator!r}, devices {cfg.devices!r}, strategy "
                           f"{cfg.strategy!r}, precision {cfg.precision!r}, num_nodes {cfg.num_nodes}): {err}") from None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed: a run killed while writing one keeps the previous
+    ``last.ckpt`` whole (Lightning writes the file in place)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        atomic_write(Path(path), lambda tmp: super(AtomicCheckpointIO, self).save_checkpoint(checkpoint, tmp,
+                                                                                             storage_options))
 
 
 def fit_and_test(cfg, model, data, out, *, stage="", epochs=None, lr=None, negatives=None, ckpt_path=None, test=True):
@@ -203,9 +228,10 @@ def zero_shot_negatives(cfg: Config, model: PromptedClassifier, data: Classifica
     if path.is_file():
         return torch.load(path, weights_only=True)
     table = torch.full((len(data.train_set),), -1, dtype=torch.long)
-    with torch.no_grad():
-        for images, _, index in data.plain_train_dataloader():
-            table[index] = head(model.backbone(images)).argmax(-1)
+    index, (labels,) = one_off_pass(torch.nn.ModuleList([model.backbone, head]),
+                                    lambda images: head(model.backbone(images)).argmax(-1),
+                                    data.plain_train_dataloader(), pass_device(cfg))
+    table[index] = labels
     atomic_write(path, lambda tmp: torch.save(table, tmp))  # never half-written for another rank or run
     return table
 
@@ -217,28 +243,52 @@ def summary(cfg: Config, model: PromptedClassifier) -> dict:
             "total_params": total, "trainable_pct": round(100.0 * trainable / total, 3)}
 
 
+STAGES_FILE = "stages.json"  # easy-to-hard: each stage's images, and its results once it has finished
+
+
 def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationData, out: Path) -> dict:
-    """Spec "Protocols": LORE-e on the N easiest images per class, then LORE-h on LORE-e's N hardest."""
+    """Spec "Protocols": LORE-e on the N easiest images per class, then LORE-h on LORE-e's N hardest.
+
+    Resumable per stage: ``stages.json`` records each stage's images as soon as they are chosen and its
+    results once it has finished; each stage checkpoints to ``checkpoints/<stage>/last.ckpt``. ``--resume``
+    reloads a finished easy stage (its trained state from its checkpoint, its results from the record)
+    instead of training it again, and continues the stage the run was killed in from its checkpoint.
+    """
+    record = read_stages(out) if cfg.resume else {}
     targets = torch.tensor(data.train_set.targets)
     pool = few_shot_indices(data.train_set.targets, cfg.selection_pool, cfg.seed) if cfg.selection_pool \
         else data.unreserved_train_indices()
     loader = data.plain_train_dataloader(pool)
-    with torch.no_grad():  # Black Box features: the frozen ViT without prompts
-        feats, order = zip(*[(model.backbone(images), index) for images, _, index in loader])
-    order = torch.cat(order)
-    easy = order[easy_indices(torch.cat(feats), targets[order], cfg.stage_shots)].tolist()
-    data.train_indices = easy
+    device = pass_device(cfg)
+    if "easy" not in record:  # Black Box features: the frozen ViT without prompts
+        order, (feats,) = one_off_pass(model.backbone, model.backbone, loader, device)
+        record["easy"] = {"indices": order[easy_indices(feats, targets[order], cfg.stage_shots)].tolist()}
+        write_stages(out, record)
+    easy = data.train_indices = record["easy"]["indices"]
     negatives = zero_shot_negatives(cfg, model, data)
-    easy_metrics, easy_history, easy_time = fit_and_test(cfg, model, data, out, stage="easy", negatives=negatives)
+    if "test_top1" in record["easy"]:  # finished before the run stopped: its trained state back, no training
+        load_trained_state(model, out / "checkpoints" / "easy" / "last.ckpt")
+        easy_metrics, easy_history = {"test_top1": record["easy"]["test_top1"]}, record["easy"]["history"]
+        easy_time = {k: record["easy"][k] for k in ("train_s", "test_s", "world_size")}
+    else:
+        easy_metrics, easy_history, easy_time = fit_and_test(cfg, model, data, out, stage="easy", negatives=negatives,
+                                                             ckpt_path=stage_checkpoint(cfg, out, "easy"))
+        record["easy"].update(test_top1=easy_metrics["test_top1"], history=easy_history, **easy_time)
+        write_stages(out, record)
 
-    preds, order, feats = predict_loader(model, loader, features=True)  # LORE-e on the pool
-    hard = order[hard_indices(feats, targets[order], preds, cfg.stage_shots)].tolist()
-    data.train_indices = hard
+    if "hard" not in record:  # LORE-e on the pool
+        order, (preds, feats) = one_off_pass(model, lambda images: (lambda o: (o.logits.argmax(-1), o.features))(
+            model(images)), loader, device)
+        record["hard"] = {"indices": order[hard_indices(feats, targets[order], preds, cfg.stage_shots)].tolist()}
+        write_stages(out, record)
+    hard = data.train_indices = record["hard"]["indices"]
     negatives = zero_shot_negatives(cfg, model, data)
     hard_metrics, hard_history, hard_time = fit_and_test(cfg, model, data, out, stage="hard", epochs=cfg.hard_epochs,
-                                                         lr=cfg.hard_lr, negatives=negatives)
+                                                         lr=cfg.hard_lr, negatives=negatives,
+                                                         ckpt_path=stage_checkpoint(cfg, out, "hard"))
     return {
         "test_top1": hard_metrics["test_top1"], "test_top5": hard_metrics["test_top5"],
+        "test_images": hard_metrics["test_images"],
         "stages": {
             "easy": {"indices": easy, "test_top1": easy_metrics["test_top1"], "history": easy_history, **easy_time},
             "hard": {"indices": hard, "test_top1": hard_metrics["test_top1"], "history": hard_history, **hard_time},
@@ -249,6 +299,42 @@ def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationDat
         "train_s": easy_time["train_s"] + hard_time["train_s"], "test_s": hard_time["test_s"],
         "negatives": "own-prediction" if negatives is None else "clip-zero-shot",
     }
+
+
+def read_stages(out: Path) -> dict:
+    path = out / STAGES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise RunError(f"--resume: cannot read the easy-to-hard stage record {path} ({err}); start a new run") from None
+
+
+def write_stages(out: Path, record: dict) -> None:
+    if rank_zero_only.rank == 0:
+        write_json(out / STAGES_FILE, record)
+
+
+def stage_checkpoint(cfg: Config, out: Path, stage: str) -> Path | None:
+    """The stage's own ``last.ckpt`` when resuming and it exists (a stage killed before its first one starts anew)."""
+    path = out / "checkpoints" / stage / "last.ckpt"
+    return path if cfg.resume and path.is_file() else None
+
+
+def load_trained_state(model: PromptedClassifier, path: Path) -> None:
+    """The trainable state a stage's checkpoint holds (the frozen ViT is not in it), checked key for key."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except (OSError, RuntimeError, KeyError, EOFError) as err:
+        raise RunError(f"--resume: cannot read the finished stage's checkpoint {path} ({err}); "
+                       "start a new run") from None
+    state = {k.removeprefix("model."): v for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("backbone.")]
+    if missing or unexpected:
+        raise RunError(f"--resume: {path} does not fit the model built from this config (missing {missing[:5]}, "
+                       f"unexpected {unexpected[:5]}); resume with the run's own config")
 
 
 def plot_curves(metrics: dict, path: Path) -> None:
@@ -304,6 +390,10 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
         metrics.update(results, history=history, num_train=len(data.train_indices), **times)
         metrics["negatives"] = "none" if not model.method.uses_knowledge else \
             "own-prediction" if negatives is None else "clip-zero-shot"
+    if cfg.bad_images == "skip":  # images left out as unreadable: per training epoch (all ranks) and in the test
+        per_epoch = [row.get("train_skipped", 0) for row in metrics["history"]]
+        metrics["skipped_images"] = {"train": max(per_epoch, default=0),
+                                     "test": len(data.test_indices) - int(metrics.get("test_images", 0))}
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     if rank_zero_only.rank == 0:
         save_adapter(model, cfg, out)

@@ -4,7 +4,7 @@
 int label; ``.classnames``, ``.targets``, ``.name``). Layouts, download places and how to add
 a dataset: ``docs/datasets.md``.
 """
-from .dataset import BadImageWarning, DatasetError, LabeledDataset, collate_skip_bad
+from .dataset import BadImageWarning, DatasetError, LabeledDataset, collate_skip_bad, collate_train_batch
 from .names import clean_classname
 from .registry import (
     FEW_SHOT_DATASETS,
@@ -34,6 +34,7 @@ __all__ = [
     "centroid_similarity",
     "clean_classname",
     "collate_skip_bad",
+    "collate_train_batch",
     "default_root",
     "easy_indices",
     "few_shot_indices",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
@@ -159,3 +160,18 @@ def collate_skip_bad(batch: list):
     if not kept:
         return None
     return default_collate(kept)
+
+
+def collate_train_batch(batch: list):
+    """Training batches: ``(images, labels, index, skipped)``, never ``None``.
+
+    ``skipped`` counts the batch's unreadable images (``bad_images="skip"``). A batch whose images are all
+    unreadable still comes back, with empty tensors: every rank must run every step under DDP (a rank that
+    skipped one would leave the others waiting in the gradient all-reduce), so the training step turns it
+    into a zero-weight step instead.
+    """
+    kept = collate_skip_bad(batch)
+    skipped = torch.tensor(len(batch) - (0 if kept is None else len(kept[0])))
+    if kept is None:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), skipped
+    return (*kept, skipped)
