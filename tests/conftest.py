@@ -58,7 +58,7 @@ def tiny_config(output, data_root, **changes):
 
     values = dict(backbone=TINY_VIT, weights="random", backbone_kwargs=TINY_KWARGS, img_size=TINY_SIZE,
                   dataset="imagefolder", data_root=str(data_root), shots=8, epochs=2, batch_size=8,
-                  output=str(output), progress=False, knowledge="st:minilm", accelerator="cpu")
+                  output=str(output), progress=False, knowledge="st:minilm", accelerator="cpu", weight_decay=1e-3)
     values.update(changes)
     return Config(**values)
 
