@@ -1,6 +1,6 @@
 """How every method is trained: one LightningModule and one DataModule (spec "Hyper-parameters").
 
-SGD (momentum 0.9, weight decay 1e-3) over the trainable parameters only, cosine annealing from
+SGD (momentum 0.9, the config's weight decay) over the trainable parameters only, cosine annealing from
 ``lr`` to ``lr_min`` over all steps (with ``white_box: public`` over the epochs, stepped once per
 epoch, as the public code), L = L_task + λ L_kp. The frozen ViT runs once per step.
 Checkpoints hold only the trainable state (the frozen ViT is rebuilt from its weights), so a
