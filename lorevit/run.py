@@ -277,8 +277,11 @@ def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationDat
         write_stages(out, record)
 
     if "hard" not in record:  # LORE-e on the pool
-        order, (preds, feats) = one_off_pass(model, lambda images: (lambda o: (o.logits.argmax(-1), o.features))(
-            model(images)), loader, device)
+        def predictions_and_features(images):
+            out = model(images)
+            return out.logits.argmax(-1), out.features
+
+        order, (preds, feats) = one_off_pass(model, predictions_and_features, loader, device)
         record["hard"] = {"indices": order[hard_indices(feats, targets[order], preds, cfg.stage_shots)].tolist()}
         write_stages(out, record)
     hard = data.train_indices = record["hard"]["indices"]

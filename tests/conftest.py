@@ -53,6 +53,15 @@ def color_folder(tmp_path):
     return write_color_folder(tmp_path / "colors")
 
 
+def assert_gradients_reach_only_trainable(model) -> None:
+    """After a backward pass: every trainable parameter got a non-zero gradient, no frozen one got any."""
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
+        else:
+            assert p.grad is None, f"gradient reached frozen {name}"
+
+
 def tiny_config(output, data_root, **changes):
     from lorevit.config import Config
 

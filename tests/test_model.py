@@ -8,7 +8,7 @@ from lorevit.backbone import create_backbone
 from lorevit.config import Config
 from lorevit.methods import METHODS
 
-from .conftest import CLASSES, TINY_KWARGS, TINY_SIZE, TINY_VIT
+from .conftest import CLASSES, TINY_KWARGS, TINY_SIZE, TINY_VIT, assert_gradients_reach_only_trainable
 
 EXPECTED_TRAINABLE = {
     "linear": set(),
@@ -37,11 +37,7 @@ def test_trainable_sets_and_gradients(method, tiny_backbone):
     labels = torch.tensor([0, 1, 2, 0])
     wrong = (out.logits.argmax(-1) + 1) % 3  # a wrong B-B prediction for every image: both L_kp terms live
     model.loss(out, labels, wrong)["loss"].backward()
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
-        else:
-            assert p.grad is None, f"gradient reached frozen {name}"
+    assert_gradients_reach_only_trainable(model)
 
 
 def test_vpt_deep_shapes(tiny_backbone):

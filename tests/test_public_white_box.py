@@ -23,7 +23,7 @@ from lorevit.white_box import (PublicKnowledgeLocalityAttention, PublicLocalityI
                                knn_graph)
 from lorevit.white_box.public import dilated_knn_graph, grid_scale, rescale_rows
 
-from .conftest import CLASSES, TINY_KWARGS, TINY_SIZE, TINY_VIT, tiny_config
+from .conftest import CLASSES, TINY_KWARGS, TINY_SIZE, TINY_VIT, assert_gradients_reach_only_trainable, tiny_config
 
 TINY_CLIP = "vit_base_patch16_clip_quickgelu_224"
 CLIP_WIDTH = 16  # the tiny tower's joint embedding width (CLIP ViT-B/16: 512)
@@ -128,11 +128,7 @@ def test_public_trainable_sets_and_gradients(method, head, clip_backbone):
     out = model(images())
     labels = torch.tensor([0, 1, 2, 0])
     model.loss(out, labels, (labels + 1) % 3)["loss"].backward()  # wrong B-B labels: both L_kp terms live
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
-        else:
-            assert p.grad is None, f"gradient reached frozen {name}"
+    assert_gradients_reach_only_trainable(model)
 
 
 def test_public_prompts_of_block_0_pass_the_pre_norm(clip_backbone):
