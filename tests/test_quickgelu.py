@@ -17,6 +17,7 @@ from timm.models.vision_transformer import checkpoint_filter_fn  # noqa: E402
 
 from lorevit.backbone import PromptedViT, create_backbone  # noqa: E402
 from lorevit.config import Config  # noqa: E402
+from lorevit.factory import resolve_config  # noqa: E402
 from lorevit.knowledge import (ZERO_SHOT_TEMPLATE, KnowledgeError, auto_clip_knowledge,  # noqa: E402
                                check_matching_towers, class_features, get_encoder, open_clip_model_for)
 from lorevit.methods import ZeroShotHead  # noqa: E402
@@ -78,7 +79,7 @@ def test_zero_shot_logits_equal_open_clip(towers):
 ])
 def test_clip_auto_derives_the_text_tower(backbone, weights, expected):
     assert auto_clip_knowledge(backbone, weights) == expected
-    assert Config(backbone=backbone, weights=weights, knowledge="clip:auto").knowledge == expected
+    assert resolve_config(Config(backbone=backbone, weights=weights, knowledge="clip:auto")).knowledge == expected
 
 
 @pytest.mark.parametrize("backbone, weights, match", [
@@ -90,7 +91,7 @@ def test_clip_auto_derives_the_text_tower(backbone, weights, expected):
 def test_clip_auto_without_a_clip_text_tower_is_an_error(backbone, weights, match):
     assert open_clip_model_for("vit_base_patch16_224.augreg_in21k") is None
     with pytest.raises(KnowledgeError, match=match):
-        Config(backbone=backbone, weights=weights, knowledge="clip:auto")
+        resolve_config(Config(backbone=backbone, weights=weights, knowledge="clip:auto"))
 
 
 def test_towers_of_another_model_or_tag_are_an_error():

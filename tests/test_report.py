@@ -14,9 +14,9 @@ import torch
 import lorevit
 from lorevit.cli import main
 from lorevit.config import Config
-from lorevit.envinfo import list_sha256
-from lorevit.evaluation import confusion_counts, per_class_accuracy, per_class_table
-from lorevit.report import group_runs, load_runs, seed_stats
+from lorevit.training.envinfo import list_sha256
+from lorevit.training.evaluation import confusion_counts, per_class_accuracy, per_class_table
+from lorevit.tools.report import group_runs, load_runs, seed_stats
 
 from .conftest import CLASSES, TINY_KWARGS, TINY_SIZE, TINY_VIT
 
@@ -165,7 +165,7 @@ def test_env_json_of_a_real_run(tiny_adapter):
 
 
 def test_easy_to_hard_runs_hash_each_stage():
-    from lorevit.envinfo import data_info
+    from lorevit.training.envinfo import data_info
 
     metrics = {"stages": {"easy": {"indices": [5, 1, 9]}, "hard": {"indices": [2, 7, 3]}}}
     info = data_info(Config(protocol="easy-to-hard"), ["a", "b"], [2, 7, 3], metrics)
@@ -175,7 +175,7 @@ def test_easy_to_hard_runs_hash_each_stage():
 
 
 def test_git_state_outside_a_checkout_is_none(tmp_path):
-    from lorevit.envinfo import git_state
+    from lorevit.training.envinfo import git_state
 
     assert git_state(tmp_path) is None
 
@@ -213,7 +213,7 @@ def test_eval_writes_per_class_accuracy_and_confusion_figure(tiny_adapter, tmp_p
 
 @pytest.mark.parametrize("num_classes", [3, 60])
 def test_confusion_figure_for_few_and_many_classes(tmp_path, num_classes):
-    from lorevit.viz import plot_confusion
+    from lorevit.training.figures import plot_confusion
 
     rng = np.random.default_rng(0)
     labels = torch.from_numpy(rng.integers(0, num_classes, 500))
@@ -225,7 +225,7 @@ def test_confusion_figure_for_few_and_many_classes(tmp_path, num_classes):
 def test_report_over_real_tiny_runs(tmp_path, capsys):
     """2 methods × 2 seeds trained for real (tiny ViT, one epoch): the report's numbers are their metrics'."""
     from lorevit.backbone import create_backbone
-    from lorevit.run import train
+    from lorevit.training.run import train
 
     from .conftest import tiny_config, write_color_folder
 
@@ -257,7 +257,7 @@ def test_eval_output_that_is_a_file_is_one_clear_error(tiny_adapter, tmp_path, c
 
 
 def test_git_state_of_a_checkout(tmp_path):
-    from lorevit.envinfo import git_state
+    from lorevit.training.envinfo import git_state
 
     def git(*args):
         return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True).stdout

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from lorevit.run import train
+from lorevit.training.run import train
 
 from .conftest import TINY_KWARGS, TINY_SIZE, TINY_VIT, tiny_config
 
@@ -26,7 +26,8 @@ def test_restarted_epoch_draws_exactly_the_remaining_images_with_the_same_augmen
                                                                                        workers):
     """A loader restored from (epoch 2, 3 batches done) yields the epoch's other batches: the same indices, in the
     same order, with the same augmented pixels as a loader that never stopped (also with a worker process)."""
-    from lorevit.training import ClassificationData, ResumableLoader
+    from lorevit.training.datamodule import ClassificationData
+    from lorevit.training.loaders import ResumableLoader
 
     cfg = tiny_config(tmp_path / "run", color_folder, shots=12, batch_size=5, num_workers=workers)
     data = ClassificationData(cfg, {"mean": (0.5,) * 3, "std": (0.5,) * 3})
@@ -125,7 +126,7 @@ def test_easy_to_hard_resumes_the_stage_it_was_killed_in(tmp_path, color_folder,
     uninterrupted run's stages, histories and test metrics."""
     import lightning as L
 
-    import lorevit.run as run
+    import lorevit.training.protocols as run  # where fit_and_test and make_trainer are looked up
 
     straight = train(_e2h(tmp_path / "straight", color_folder))
 
@@ -210,8 +211,9 @@ POOL = [17, 3, 30, 8, 22, 1, 35, 12, 26]  # an odd number of images, not in inde
 
 def _pass(data_root, tmp, indices=POOL):
     from lorevit.backbone import create_backbone
-    from lorevit.model import create_model
-    from lorevit.training import ClassificationData, one_off_pass
+    from lorevit.factory import create_model
+    from lorevit.training.datamodule import ClassificationData
+    from lorevit.training.passes import one_off_pass
 
     torch.manual_seed(0)
     backbone = create_backbone(TINY_VIT, "random", TINY_SIZE, **TINY_KWARGS)
@@ -225,7 +227,7 @@ def _pass(data_root, tmp, indices=POOL):
 
 
 def test_one_off_pass_equals_the_plain_loop_on_one_process(tmp_path, color_folder):
-    from lorevit.training import predict_loader
+    from lorevit.training.passes import predict_loader
 
     model, loader, (index, (preds, feats)) = _pass(color_folder, tmp_path)
     model.train()
@@ -264,9 +266,9 @@ def test_zero_shot_labels_from_the_one_off_pass_equal_the_plain_loop(tmp_path, c
     from lorevit.backbone import create_backbone
     from lorevit.knowledge import ZERO_SHOT_TEMPLATE, class_features
     from lorevit.methods import ZeroShotHead
-    from lorevit.model import create_model
-    from lorevit.run import zero_shot_negatives
-    from lorevit.training import ClassificationData
+    from lorevit.factory import create_model
+    from lorevit.training.protocols import zero_shot_negatives
+    from lorevit.training.datamodule import ClassificationData
 
     from .test_clip import CLIP_TINY
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lorevit.data import DatasetError, build_dataset
-from lorevit.safe_pickle import BYTES_GLOBALS, NUMPY_GLOBALS, UnsafePickleError, safe_load, safe_loads
+from lorevit.utils.safe_pickle import BYTES_GLOBALS, NUMPY_GLOBALS, UnsafePickleError, safe_load, safe_loads
 
 from .data.conftest import Make
 

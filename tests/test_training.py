@@ -10,9 +10,10 @@ import torch
 import yaml
 from safetensors import safe_open
 
-from lorevit.adapter import load_adapter
-from lorevit.config import ConfigError
-from lorevit.run import RunError, train
+from lorevit.factory import load_adapter
+from lorevit.errors import ConfigError
+from lorevit.errors import RunError
+from lorevit.training.run import train
 
 from .conftest import tiny_config
 
@@ -42,7 +43,8 @@ def test_loss_falls_and_run_files_are_written(tmp_path, color_folder, method):
 def test_adapter_reproduces_the_runs_test_accuracy(tmp_path, color_folder):
     metrics = train(tiny_config(tmp_path / "run", color_folder, epochs=2))
     model, cfg = load_adapter(tmp_path / "run")
-    from lorevit.training import ClassificationData, predict_loader
+    from lorevit.training.datamodule import ClassificationData
+    from lorevit.training.passes import predict_loader
 
     data = ClassificationData(cfg, model.backbone.data_config, train_indices=[])
     preds, indices = predict_loader(model, data.test_dataloader())
@@ -63,7 +65,7 @@ def test_checkpoints_leave_the_vit_out_and_resume_continues(tmp_path, color_fold
 
 
 def test_cosine_factor_closed_form():
-    from lorevit.training import cosine_factor
+    from lorevit.training.module import cosine_factor
 
     assert cosine_factor(0, 10, 0.1, 0.001) == pytest.approx(1.0)
     assert cosine_factor(5, 10, 0.1, 0.001) == pytest.approx((0.001 + 0.099 * 0.5) / 0.1)
@@ -142,7 +144,8 @@ def test_ddp_two_cpu_processes(tmp_path, color_folder):
     assert len(metrics["history"]) == 2
     assert metrics["world_size"] == 2
     # Test metrics under DDP are exact: 19 images split 10 + 9 over two ranks, none counted twice.
-    from lorevit.training import ClassificationData, predict_loader
+    from lorevit.training.datamodule import ClassificationData
+    from lorevit.training.passes import predict_loader
 
     model, cfg = load_adapter(out)
     data = ClassificationData(cfg.replace(devices=1, strategy="auto"), model.backbone.data_config)

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 import yaml
 
-from lorevit.config import Config, ConfigError
+from lorevit.config import Config
+from lorevit.errors import ConfigError
 from lorevit.data import few_shot_indices
 from lorevit.data.sampling import validation_indices
 from tests.conftest import CLASSES, tiny_config, write_color_folder
@@ -54,7 +55,7 @@ def test_val_every_without_a_validation_split_is_a_config_error():
 
 
 def test_a_run_validates_on_held_out_train_images_and_records_them(tmp_path, color_folder):
-    from lorevit.run import train
+    from lorevit.training.run import train
 
     cfg = tiny_config(tmp_path / "run", color_folder, shots=6, val_shots=3, epochs=2, val_every=1)
     metrics = train(cfg)
@@ -66,7 +67,7 @@ def test_a_run_validates_on_held_out_train_images_and_records_them(tmp_path, col
 
 
 def test_selection_runs_never_touch_the_test_split(tmp_path, color_folder):
-    from lorevit.run import train
+    from lorevit.training.run import train
 
     metrics = train(tiny_config(tmp_path / "run", color_folder, epochs=1), test=False)
     assert "val_top1" in metrics and not {"test_top1", "test_top5"} & set(metrics)
@@ -74,7 +75,7 @@ def test_selection_runs_never_touch_the_test_split(tmp_path, color_folder):
 
 def test_full_protocol_holds_its_validation_images_out_of_training(tmp_path, color_folder):
     from lorevit.backbone import create_backbone
-    from lorevit.training import ClassificationData
+    from lorevit.training.datamodule import ClassificationData
 
     cfg = tiny_config(tmp_path / "run", color_folder, protocol="full", val_shots=2)
     data = ClassificationData(cfg, create_backbone(cfg.backbone, cfg.weights, cfg.img_size, **cfg.backbone_kwargs).data_config)
@@ -88,7 +89,7 @@ def test_validation_is_disjoint_from_a_test_fraction_split(tmp_path):
     write_color_folder(tmp_path / "colors", per_class=(10, 0))
     (tmp_path / "colors" / "train").rename(flat)
     cfg = tiny_config(tmp_path / "run", flat, shots=3, val_shots=3, test_fraction=0.3)
-    from lorevit.training import ClassificationData
+    from lorevit.training.datamodule import ClassificationData
 
     data = ClassificationData(cfg, {"mean": (0.5,) * 3, "std": (0.5,) * 3})
     train_files = {data.train_set.items[i] for i in data.val_indices + data.train_indices}

@@ -4,9 +4,12 @@ import torch
 from PIL import Image
 
 import lorevit
-from lorevit.adapter import save_adapter
+from lorevit.adapters.format import save_adapter
 from lorevit.cli import main
-from lorevit.viz import CELL_INCHES, CURVES_INCHES, DPI, attention_maps, plot_training_curves, visualize
+from lorevit.tools.visualize import attention_maps, CELL_INCHES, visualize
+from lorevit.training.figures import CURVES_INCHES
+from lorevit.training.figures import plot_training_curves
+from lorevit.utils.plotting import DPI
 
 from .conftest import CLASSES, TINY_SIZE, tiny_config
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/export/run.py [--adapter runs/demo] [--batch-sizes 1,32] [--repeats 10]
                                               [--threads 1,2] [--images 256] [--output benchmarks/export]
 
-Exports the adapter with ``lorevit.export.export_onnx`` (into a temporary folder), then on the same
+Exports the adapter with ``lorevit.tools.export.export_onnx`` (into a temporary folder), then on the same
 real test images of the adapter's dataset (preprocessed once, as ``lorevit predict`` does) times
 PyTorch eager (``torch.inference_mode``) and the onnxruntime CPU session side by side in one run:
 each runtime in its own worker process (so neither's idle thread pool slows the other), the same
@@ -29,11 +29,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from lorevit.adapter import load_adapter
+from lorevit.factory import load_adapter
 from lorevit.data import build_dataset
-from lorevit.export import export_onnx
-from lorevit.io import write_json, write_text
-from lorevit.training import image_transforms
+from lorevit.tools.export import export_onnx
+from lorevit.utils.io import write_json, write_text
+from lorevit.data.transforms import image_transforms
 
 
 def test_images(cfg, data_config: dict, count: int) -> torch.Tensor:

@@ -43,12 +43,13 @@ from typing import Callable, Sequence
 import torch
 import yaml
 
-from ..backbone import create_backbone
-from ..config import Config, ConfigError
-from ..io import atomic_write, write_json, write_text
-from ..methods import METHODS
-from ..report import seed_stats
-from .defaults import ABLATION_DEFAULTS, ALL_METHODS, DEFAULT_SEEDS, DEFAULT_SHOTS  # noqa: F401 (re-exported)
+from lorevit.backbone import create_backbone
+from lorevit.config import Config
+from lorevit.errors import ConfigError
+from lorevit.utils.io import atomic_write, write_json, write_text
+from lorevit.methods import METHODS
+from lorevit.tools.report import seed_stats
+from lorevit.bench.defaults import ABLATION_DEFAULTS, ALL_METHODS, DEFAULT_SEEDS, DEFAULT_SHOTS  # noqa: F401 (re-exported)
 
 LABELS = {
     "zero-shot": "zero-shot CLIP", "linear": "B-B (linear probe)", "vpt-shallow": "B-B + VPT-shallow",
@@ -304,8 +305,8 @@ def plot_ablation(report: dict, path: str | Path) -> Path:
 
 def test_saved_run(cfg: Config, backbone, data) -> dict:
     """Test a finished selection run from its saved adapter (its ``metrics.json`` gains the test metrics)."""
-    from ..adapter import load_adapter
-    from ..run import fit_and_test
+    from lorevit.factory import load_adapter
+    from lorevit.training.protocols import fit_and_test
 
     path = Path(cfg.output)
     model, _ = load_adapter(path, backbone=backbone)
@@ -353,13 +354,14 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
     """Train and test the grid (resuming finished runs), writing the JSON, MD and PNG as it goes.
 
     With ``plan.grid`` the settings of each (method, k) are first chosen on the validation split."""
-    from ..run import train
-    from ..training import ClassificationData
+    from lorevit.factory import resolve_config
+    from lorevit.training.datamodule import ClassificationData
+    from lorevit.training.run import train
 
     say = progress or (lambda _msg: None)
     plan.validate()
     out = Path(out_dir)
-    base = plan.base
+    base = plan.base = resolve_config(plan.base)  # clip:auto: the backbone's own text tower, in every record
     grid = [(key, m, wb, int(k), int(s)) for s in plan.seeds for k in plan.shots for key, m, wb in plan.rows()]
     notes: dict[str, str] = {}
     finished: dict[tuple[str, int, int], dict] = {}

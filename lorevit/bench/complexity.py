@@ -42,12 +42,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils import flop_counter
 
-from ..backbone import PromptedViT, create_backbone
-from ..config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS, Config, ConfigError
-from ..device import resolve_device
-from ..io import write_json, write_text
-from ..model import PromptedClassifier, create_model
-from .defaults import COST_METHODS as METHODS
+from lorevit.backbone import PromptedViT, create_backbone
+from lorevit.config import Config, OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS
+from lorevit.errors import ConfigError
+from lorevit.utils.device import resolve_device
+from lorevit.utils.io import write_json, write_text
+from lorevit.factory import create_model
+from lorevit.model import PromptedClassifier
+from lorevit.bench.defaults import COST_METHODS as METHODS
 
 LABELS = {"linear": "B-B (linear head)", "vpt-deep": "B-B + VPT-deep", "lore-no-kp": "LORE w/o L_kp", "lore": "LORE"}
 
@@ -264,7 +266,7 @@ def profile_steps(steps: dict[str, Callable[[], None]], path: Path, rows: int = 
 
 
 def _knowledge_width(settings: ComplexitySettings) -> int:
-    from ..knowledge import knowledge_dim
+    from lorevit.knowledge import knowledge_dim
 
     return knowledge_dim(settings.knowledge)
 

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backbone import create_backbone
-from ..config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS, Config, ConfigError
-from ..device import resolve_device
-from ..io import write_json, write_text
-from ..model import create_model
-from .complexity import interleaved_times, make_train_step
+from lorevit.backbone import create_backbone
+from lorevit.config import Config, OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS
+from lorevit.errors import ConfigError
+from lorevit.utils.device import resolve_device
+from lorevit.utils.io import write_json, write_text
+from lorevit.factory import create_model
+from lorevit.bench.complexity import interleaved_times, make_train_step
 
 PHOTO_DIRS = ("/usr/share/doc/opencv-doc/examples/data",)
 PHOTO_SUFFIXES = (".jpg", ".png")
@@ -95,8 +96,9 @@ def loader_rate(cfg: Config, data_config: dict, batches: int) -> float:
     """Images/s the training loader delivers (its own workers, its own transform), after one warm-up batch."""
     from torch.utils.data import DataLoader
 
-    from ..data import build_dataset, collate_skip_bad
-    from ..training import Indexed, image_transforms, loader_workers
+    from lorevit.data import build_dataset, collate_skip_bad
+    from lorevit.data.transforms import image_transforms
+    from lorevit.training.loaders import Indexed, loader_workers
 
     dataset = build_dataset("imagefolder", "train", root=cfg.data_root,
                             transform=image_transforms(data_config, cfg.img_size, train=True))
@@ -117,8 +119,8 @@ def loader_rate(cfg: Config, data_config: dict, batches: int) -> float:
 
 
 def run_data_bench(settings: DataBenchSettings, out_dir: str | Path, say: Callable[[str], None] = print) -> dict:
-    from ..paths import sub_dir
-    from ..training import loader_workers
+    from lorevit.utils.paths import sub_dir
+    from lorevit.training.loaders import loader_workers
 
     out = Path(out_dir)
     root = Path(settings.data_root) if settings.data_root else \

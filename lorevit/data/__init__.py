@@ -4,9 +4,9 @@
 int label; ``.classnames``, ``.targets``, ``.name``). Layouts, download places and how to add
 a dataset: ``docs/datasets.md``.
 """
-from .dataset import BadImageWarning, DatasetError, LabeledDataset, collate_skip_bad, collate_train_batch
-from .names import clean_classname
-from .registry import (
+from lorevit.data.dataset import BadImageWarning, DatasetError, LabeledDataset, collate_skip_bad, collate_train_batch
+from lorevit.data.names import clean_classname
+from lorevit.data.registry import (
     FEW_SHOT_DATASETS,
     FULL_DATA_DATASETS,
     DatasetSpec,
@@ -18,8 +18,8 @@ from .registry import (
     list_datasets,
     register,
 )
-from .sampling import few_shot_indices, subset_indices
-from .selection import centroid_similarity, easy_indices, hard_indices, herding_order
+from lorevit.data.sampling import few_shot_indices, subset_indices
+from lorevit.data.selection import centroid_similarity, easy_indices, hard_indices, herding_order
 
 __all__ = [
     "BadImageWarning",

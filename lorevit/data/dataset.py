@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
-from ..errors import UserError
+from lorevit.errors import UserError
 
 log = logging.getLogger("lorevit.data")
 

@@ -21,9 +21,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..safe_pickle import BYTES_GLOBALS, NUMPY_GLOBALS, UnsafePickleError, safe_load
-from .dataset import DatasetError
-from .names import clean_classname, imagenet_classnames, names_from_map, read_name_map, wordnet_words
+from lorevit.utils.safe_pickle import BYTES_GLOBALS, NUMPY_GLOBALS, UnsafePickleError, safe_load
+from lorevit.data.dataset import DatasetError
+from lorevit.data.names import clean_classname, imagenet_classnames, names_from_map, read_name_map, wordnet_words
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
 NAME_MAP_FILE = "classnames.txt"

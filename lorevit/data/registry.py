@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .dataset import BAD_IMAGE_MODES, DatasetError, LabeledDataset
-from .readers import (
+from lorevit.data.dataset import BAD_IMAGE_MODES, DatasetError, LabeledDataset
+from lorevit.data.readers import (
     ClassListFile,
     CifarPickle,
     FixedClasses,

@@ -37,7 +37,7 @@ def few_shot_indices(targets: Sequence[int], shots: int, seed: int, classnames: 
         raise ValueError(f"shots must be positive, got {shots}")
     short = short_classes(targets, shots)
     if short and not allow_fewer:
-        from .dataset import DatasetError
+        from lorevit.data.dataset import DatasetError
 
         name = (lambda c: f"{classnames[c]!r}") if classnames else (lambda c: f"class {c}")
         listed = ", ".join(f"{name(c)} has {n}" for c, n in list(short.items())[:5])

@@ -1,20 +1,37 @@
-"""The registry of methods: ``build_method(name, backbone, **arch)``."""
+"""Methods: what is trained on the frozen ViT. One module per method with its typed options dataclass,
+registered by one call, :func:`register_method` (users register their own the same way).
+
+Built in: ``linear`` (:mod:`.linear`), ``vpt-shallow`` / ``vpt-deep`` (:mod:`.vpt`), ``lore-no-kp`` /
+``lore`` (:mod:`.lore`), ``zero-shot`` (:mod:`.zero_shot`).
+"""
 from __future__ import annotations
 
-from ..backbone import PromptedViT
-from .base import GlobalPrompts, Method, Prompting
-from .linear import LinearProbe
-from .lore import Lore, LoreNoKP
-from .vpt import VPTDeep, VPTShallow
-from .zero_shot import ZeroShot, ZeroShotHead
+from lorevit.backbone import PromptedViT
+from lorevit.methods.base import Frozen, GlobalPrompts, MergeError, Method, MethodContext, NoOptions, Prompting
+from lorevit.methods.linear import LinearProbe
+from lorevit.methods.lore import Lore, LoreNoKP, LoreNoKPOptions, LoreOptions
+from lorevit.methods.registry import (METHODS, MethodRegistrationError, build_options, check_builtins,
+                                      describe_options, method_class, options_from_config, register_method,
+                                      unregister_method)
+from lorevit.methods.vpt import VPTDeep, VPTOptions, VPTShallow
+from lorevit.methods.zero_shot import ZeroShot, ZeroShotHead
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (LinearProbe, VPTShallow, VPTDeep, LoreNoKP, Lore, ZeroShot)}
+for _name, _cls, _options in (("linear", LinearProbe, NoOptions), ("vpt-shallow", VPTShallow, VPTOptions),
+                              ("vpt-deep", VPTDeep, VPTOptions), ("lore-no-kp", LoreNoKP, LoreNoKPOptions),
+                              ("lore", Lore, LoreOptions), ("zero-shot", ZeroShot, NoOptions)):
+    register_method(_name, _cls, _options, builtin=True)
+check_builtins()
 
 
-def build_method(name: str, backbone: PromptedViT, **arch) -> Method:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[name](backbone, **arch)
+def build_method(name: str, backbone: PromptedViT, options=None, context: MethodContext | None = None) -> Method:
+    """The method ``name`` on ``backbone`` with ``options`` (its dataclass; None: the defaults)."""
+    cls = method_class(name)
+    if options is None:
+        options = build_options(name)
+    return cls(backbone, options, context or MethodContext(backbone))
 
 
-__all__ = ["METHODS", "GlobalPrompts", "Method", "Prompting", "ZeroShotHead", "build_method"]
+__all__ = ["METHODS", "Frozen", "GlobalPrompts", "LoreNoKPOptions", "LoreOptions", "MergeError", "Method", "MethodContext",
+           "MethodRegistrationError", "NoOptions", "Prompting", "VPTOptions", "ZeroShotHead", "build_method",
+           "build_options", "describe_options", "method_class", "options_from_config", "register_method",
+           "unregister_method"]

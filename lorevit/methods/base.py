@@ -1,17 +1,42 @@
-"""What every method is: a small module that turns E0 into prompts, plus an optional extra loss.
+"""What every method is: one small ``nn.Module`` (the tensors it trains) plus a typed options dataclass.
 
-Methods decide *what* is trained (their own parameters and the task head); the training loop
-in ``lorevit.training`` decides *how*, the same for all of them.
+Methods decide *what* is trained; the training loop (:mod:`lorevit.training`) decides *how*, the same for
+all of them. A method may, in any combination (ARCHITECTURE.md, "Three kinds of method"):
+
+1. **give prompt tokens** for the ViT: :meth:`Method.forward` turns E0 (B, M, d) into :class:`Prompting`
+   (per block, ``(B, L, n, d)``, or for block 0 only, ``(B, 1, n, d)``; Eq. 12) — VPT, LORE;
+2. **change the frozen ViT from inside**: :meth:`Method.replace_module` puts a module of the method where a
+   module of the ViT was (a low-rank delta beside ``attn.qkv``, a parallel adapter, a scale-shift), or the
+   method unfreezes some of the ViT's own parameters (``requires_grad_``); :meth:`Method.merge` may fold the
+   change into the weights for zero inference overhead (``mergeable = True``);
+3. **classify through text**: :meth:`Method.build_head` returns the task head, which may score the image
+   features against class text features that the frozen text tower (:meth:`MethodContext.text_tower`)
+   computes from token embeddings some of which are trained — inside the training step, with gradients.
+
+What trains is declared by ``requires_grad``: the method's own parameters, the head's, and any parameter of
+the ViT the method unfroze. An adapter stores exactly those tensors (and the buffers of the method and head,
+e.g. BatchNorm statistics) plus the method's options, nothing else. :meth:`Method.extra_loss` adds a loss
+(LORE's L_kp), and ``recipe`` holds the method's recommended config values.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import torch
 from torch import nn
 
-from ..backbone import PromptedViT
+from lorevit.backbone import PromptedViT
+from lorevit.errors import UserError
+
+if TYPE_CHECKING:
+    from lorevit.knowledge import TextTower
+
+
+class MergeError(UserError, ValueError):
+    """A method whose change cannot be folded into the ViT's weights was asked to merge."""
 
 
 @dataclass
@@ -20,20 +45,104 @@ class Prompting:
     aux: dict[str, torch.Tensor] = field(default_factory=dict)  # what the extra loss reads
 
 
-class Method(nn.Module):
-    name = ""
-    uses_knowledge = False  # needs the class text features (KLA)
-    has_white_box = False  # built from a White Box (config key white_box: paper | public)
-    trains = True  # zero-shot is evaluated, not trained
+@dataclass
+class NoOptions:
+    """The options of a method that has none (``linear``, ``zero-shot``)."""
 
-    def __init__(self, backbone: PromptedViT, **arch):
+
+@dataclass
+class MethodContext:
+    """What a method may need beyond the backbone when it is built."""
+
+    backbone: PromptedViT
+    classnames: Sequence[str] = ()
+    knowledge: str | None = None  # the knowledge / text encoder spec (st:minilm, clip:<model>@<tag>)
+    knowledge_width: int | None = None  # its feature width, when known without loading it (adapters)
+    with_knowledge: bool = True  # False: an adapter loaded for inference; KLA's encoder is not loaded
+
+    def knowledge_dim(self) -> int:
+        """The knowledge encoder's feature width d_q (loads the encoder only when the width is not known)."""
+        if self.knowledge_width is not None:
+            return self.knowledge_width
+        if not self.knowledge:
+            raise ValueError("this method needs a knowledge encoder (knowledge='st:minilm', "
+                             "'clip:ViT-B-16-quickgelu@openai', ...)")
+        from lorevit.knowledge import knowledge_dim
+
+        return knowledge_dim(self.knowledge)
+
+    def text_tower(self) -> "TextTower":
+        """The frozen text tower of ``knowledge``, to run inside the step on token embeddings (kind 3)."""
+        if not self.knowledge:
+            raise ValueError("this method classifies through text and needs a text encoder "
+                             "(knowledge='st:minilm' or 'clip:<model>@<tag>')")
+        from lorevit.knowledge import text_tower
+
+        return text_tower(self.knowledge)
+
+
+class Method(nn.Module):
+    """The base of every method: no prompts, no change to the ViT, the default head, no extra loss."""
+
+    name: ClassVar[str] = ""  # set by register_method
+    options_cls: ClassVar[type] = NoOptions  # set by register_method
+    uses_knowledge: ClassVar[bool] = False  # needs the class text features of KLA (set_knowledge)
+    has_white_box: ClassVar[bool] = False  # built from a White Box (config key white_box: paper | public)
+    trains: ClassVar[bool] = True  # zero-shot is evaluated, not trained
+    mergeable: ClassVar[bool] = False  # merge() folds the change into the ViT's weights
+    recipe: ClassVar[dict[str, Any]] = {}  # recommended config values (lr, epochs, ...): shown by --print-config
+
+    def __init__(self, backbone: PromptedViT, options: Any = None, context: MethodContext | None = None):
         super().__init__()
+        self.options = self.options_cls() if options is None else options
+        self.inserted = nn.ModuleList()  # modules put into the ViT (kind 2): saved and trained with the method
 
     def forward(self, e0: torch.Tensor) -> Prompting:  # e0: B, M, d
         return Prompting(None)
 
+    def build_head(self, context: MethodContext) -> nn.Module | None:
+        """The task head (kind 3), or None for the ``head`` config key's (linear | clip)."""
+        return None
+
     def extra_loss(self, aux: dict, labels: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor | None:
         return None
+
+    def replace_module(self, parent: nn.Module, name: str, module: nn.Module) -> nn.Module:
+        """Put ``module`` where ``parent.<name>`` is (inside the frozen ViT) and keep it as this method's own:
+        it trains, it is saved in the adapter (under ``method.inserted``), and it follows the method's
+        train/eval mode. Returns the module it replaced (still frozen; ``module`` may hold it)."""
+        old = getattr(parent, name)
+        setattr(parent, name, module)
+        self.inserted.append(module)
+        return old
+
+    def merge(self) -> None:
+        """Fold the method's change into the ViT's weights (then the plain ViT computes the same logits)."""
+        raise MergeError(f"method {self.name!r} cannot be merged into the ViT's weights: its prompts or modules "
+                         "are extra computation, not a change of the weights")
+
+    def options_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.options)
+
+
+class Frozen(nn.Module):
+    """A frozen module a method or head uses but does not own (a text tower): outside the state dict and the
+    parameters (never trained, never saved in an adapter), but moved and cast with its owner (``.to()``)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self._held = (module.eval().requires_grad_(False),)  # a tuple: not registered as a child
+
+    @property
+    def module(self) -> nn.Module:
+        return self._held[0]
+
+    def _apply(self, fn, recurse: bool = True):
+        self._held[0]._apply(fn, recurse)
+        return super()._apply(fn, recurse)
+
+    def forward(self, *args, **kwargs):
+        return self._held[0](*args, **kwargs)
 
 
 class GlobalPrompts(nn.Module):

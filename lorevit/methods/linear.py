@@ -1,6 +1,6 @@
-"""``linear``: the plain Black Box, a linear probe on the frozen CLS feature."""
-from .base import Method
+"""``linear``: the plain Black Box, a linear probe on the frozen CLS feature (only the head trains)."""
+from lorevit.methods.base import Method
 
 
 class LinearProbe(Method):
-    name = "linear"
+    """No prompts, no change to the ViT: the head alone trains."""

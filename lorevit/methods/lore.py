@@ -10,13 +10,15 @@ global prompts start from N(0, 0.02) and block 0's prompts pass the ViT's pre-no
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
-from ..backbone import PromptedViT
-from ..losses import kp_loss
-from ..white_box import (KnowledgeLocalityAttention, LocalityInteraction, PromptGenerator,
+from lorevit.backbone import PromptedViT
+from lorevit.losses import kp_loss
+from lorevit.white_box import (KnowledgeLocalityAttention, LocalityInteraction, PromptGenerator,
                          PublicKnowledgeLocalityAttention, PublicLocalityInteraction, PublicPromptGenerator)
-from .base import GlobalPrompts, Method, Prompting, patch_area
+from lorevit.methods.base import GlobalPrompts, Method, MethodContext, Prompting, patch_area
 
 # white_box → (LIN, PG, KLA, std of the global prompts' init (None: VPT's), block 0's prompts through norm_pre)
 WHITE_BOXES = {
@@ -25,17 +27,44 @@ WHITE_BOXES = {
 }
 
 
+@dataclass
+class LoreNoKPOptions:
+    """The White Box's size (spec §5's table); the same keys as the flat config keys ``--n-global`` ..."""
+
+    n_global: int = field(default=8, metadata={"help": "global prompts per block (VPT-deep's, shared by all images)"})
+    n_local: int = field(default=2, metadata={"help": "locality-aware prompts per block, from the Prompt Generator"})
+    bottleneck: int = field(default=32, metadata={"help": "rank r of the Prompt Generator (Eq. 8-9)"})
+    knn: int = field(default=9, metadata={"help": "k of LIN's kNN graph (Eq. 2)"})
+    white_box: str = field(default="paper", metadata={"help": "paper (the spec's equations) | public (the public code's)"})
+
+    def __post_init__(self) -> None:
+        for key, low in (("n_global", 0), ("n_local", 0), ("bottleneck", 1), ("knn", 1)):
+            if getattr(self, key) < low:
+                raise ValueError(f"{key} must be >= {low}, got {getattr(self, key)}")
+        if self.white_box not in WHITE_BOXES:
+            raise ValueError(f"unknown white_box {self.white_box!r}; choose one of {', '.join(WHITE_BOXES)}")
+
+
+@dataclass
+class LoreOptions(LoreNoKPOptions):
+    top_n: int = field(default=9, metadata={"help": "N, the patches KLA keeps per knowledge query (Eq. 6)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.top_n < 1:
+            raise ValueError(f"top_n must be >= 1, got {self.top_n}")
+
+
 class LoreNoKP(Method):
     """LIN + PG + global prompts + head, trained by the task loss alone (paper's "w/o L_kp")."""
 
-    name = "lore-no-kp"
     has_white_box = True
 
-    def __init__(self, backbone: PromptedViT, n_global: int = 8, n_local: int = 2, bottleneck: int = 32,
-                 knn: int = 9, white_box: str = "paper", **arch):
-        super().__init__(backbone)
-        if white_box not in WHITE_BOXES:
-            raise ValueError(f"unknown white_box {white_box!r}; choose one of {', '.join(WHITE_BOXES)}")
+    def __init__(self, backbone: PromptedViT, options: LoreNoKPOptions | None = None,
+                 context: MethodContext | None = None):
+        super().__init__(backbone, options, context)
+        o = self.options
+        n_global, n_local, bottleneck, knn, white_box = o.n_global, o.n_local, o.bottleneck, o.knn, o.white_box
         d, L = backbone.dim, backbone.depth
         self.white_box = white_box
         Lin, Generator, _, prompt_std, through_norm_pre = WHITE_BOXES[white_box]
@@ -60,12 +89,13 @@ class LoreNoKP(Method):
 class Lore(LoreNoKP):
     """The full method: adds KLA and the K-L prototype-guided constraint L_kp (Eq. 5–7, 10)."""
 
-    name = "lore"
     uses_knowledge = True
 
-    def __init__(self, backbone: PromptedViT, knowledge_dim: int, top_n: int = 9, **arch):
-        super().__init__(backbone, **arch)
-        self.kla = WHITE_BOXES[self.white_box][2](backbone.dim, knowledge_dim, top_n=top_n)
+    def __init__(self, backbone: PromptedViT, options: LoreOptions | None = None, context: MethodContext | None = None):
+        super().__init__(backbone, options, context)
+        context = context or MethodContext(backbone)
+        knowledge_dim = context.knowledge_dim()  # d_q: the knowledge encoder's width
+        self.kla = WHITE_BOXES[self.white_box][2](backbone.dim, knowledge_dim, top_n=self.options.top_n)
         # q (C, d_q): constant class text features, set once per class list; not saved. A plain tensor, not a
         # registered buffer: DDP broadcasts every buffer from rank 0 at every step, and these never change.
         self.class_queries = torch.empty(0, knowledge_dim)

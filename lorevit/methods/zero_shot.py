@@ -5,14 +5,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import PromptedViT
-from ..knowledge import check_matching_towers
-from .base import Method
+from lorevit.backbone import PromptedViT
+from lorevit.knowledge import ZERO_SHOT_TEMPLATE, check_matching_towers, class_features
+from lorevit.methods.base import Method, MethodContext
 
 
 class ZeroShot(Method):
-    name = "zero-shot"
+    """Nothing trains; the head is CLIP's own text classifier (kind 3 without learned tokens)."""
+
     trains = False
+
+    def build_head(self, context: MethodContext) -> nn.Module:
+        knowledge = context.knowledge or ""
+        if not knowledge.startswith("clip:"):
+            raise ValueError("zero-shot needs a CLIP text tower: knowledge='clip:<model>@<tag>'")
+        text = class_features(knowledge, list(context.classnames), ZERO_SHOT_TEMPLATE)
+        return ZeroShotHead(context.backbone, text, knowledge)
 
 
 class ZeroShotHead(nn.Module):

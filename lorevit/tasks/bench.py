@@ -1,33 +1,15 @@
-"""``lorevit bench tasks``: the paper's "other tasks" table, B-B and LORE side by side.
-
-For every task (retrieval, correspondence, video) and every dataset available — the real one when
-``--data-root`` holds it in its official layout, the stand-ins built from real images otherwise —
-both feature sources run on the same data, and the trivial baseline of each task is an extra row.
-Writes ``tasks.json`` and ``tasks.md`` (rows B-B, LORE, baselines; columns per task and metric),
-plus the feature-extraction throughput of B-B and LORE measured side by side in one run.
-
-A task plugs in with a module ``lorevit.tasks.<task>.bench`` holding ``bench(ctx) -> list[TaskResult]``,
-and (for offline stand-ins) ``lorevit.tasks.<task>.standins`` holding ``build(root, say) -> list[str]``.
+"""What a task gives ``lorevit bench tasks`` (:mod:`lorevit.bench.tasks`): each task's ``lorevit.tasks.<task>.bench``
+module has ``bench(ctx: BenchContext) -> list[TaskResult]``, and its offline stand-ins
+(:mod:`lorevit.tasks.standins`) ``build(root, say) -> list[str]``; :func:`extractors_for` gives the two feature
+sources, B-B and LORE, as the very same frozen ViT.
 """
 from __future__ import annotations
 
-import importlib
-import json
-import math
-import statistics
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
-
-from ..io import write_json, write_text
-from . import TASKS
-from .errors import TaskError
-from .features import FeatureExtractor
-
-THROUGHPUT_TARGET = 0.85  # LORE feature extraction ≥ 0.85 × B-B's images/s (issue target)
+from lorevit.tasks.features import FeatureExtractor
 
 
 @dataclass
@@ -54,135 +36,9 @@ class TaskResult:
     details: dict = field(default_factory=dict)  # anything else worth keeping in tasks.json
 
 
-def task_module(task: str, part: str):
-    """``lorevit.tasks.<task>.<part>``, or None when that task has not been built."""
-    name = f"lorevit.tasks.{task}.{part}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name and (name.startswith(err.name + ".") or err.name == name):
-            return None
-        raise
-
-
-def build_standins(root: Path, tasks=TASKS, say: Callable[[str], None] = print) -> dict[str, list[str]]:
-    """Build (or find, they are cached) every task's stand-in datasets under ``root``."""
-    built = {}
-    for task in tasks:
-        module = task_module(task, "standins")
-        if module is not None:
-            built[task] = module.build(root / task, say=say)
-    return built
-
-
-@torch.no_grad()
-def extraction_throughput(extractors: dict[str, FeatureExtractor], size: int = 224, batch: int = 8,
-                          repeats: int = 5, seed: int = 0) -> dict:
-    """images/s of each extractor on the same batch, repeats interleaved; medians and their ratio."""
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(batch, 3, size, size, generator=generator)
-    times: dict[str, list[float]] = {name: [] for name in extractors}
-    for name, extractor in extractors.items():  # warm-up
-        extractor(images.to(extractor.device))
-    for _ in range(repeats):
-        for name, extractor in extractors.items():
-            x = images.to(extractor.device)
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            extractor(x)
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
-    result = {"img_size": size, "batch": batch, "repeats": repeats,
-              "images_per_s": {n: round(batch / statistics.median(t), 2) for n, t in times.items()}}
-    names = list(extractors)
-    if len(names) == 2:
-        a, b = names
-        same_repeat = [ta / tb for ta, tb in zip(times[a], times[b])]  # images/s of b relative to a
-        result["ratio"] = {"name": f"{b} / {a}", "of_medians": round(statistics.median(times[a]) / statistics.median(times[b]), 3),
-                           "same_repeat_median": round(statistics.median(same_repeat), 3),
-                           "target": f">= {THROUGHPUT_TARGET}"}
-        result["ratio"]["result"] = "pass" if result["ratio"]["of_medians"] >= THROUGHPUT_TARGET else "fail"
-    return result
-
-
-def _fmt(value, scale: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:.2f}" if scale == "percent" else f"{value:.3f}"
-
-
-def markdown(results: list[TaskResult], throughput: dict, setup: dict) -> str:
-    """The paper's layout: one row per feature source (then baselines), one column per dataset × metric."""
-    columns = [(r, c) for r in results for c in r.columns]
-    rows: list[str] = []
-    for r in results:
-        for row in r.rows:
-            if row not in rows:
-                rows.append(row)
-    head = "| features | " + " | ".join(f"{r.dataset} {c}" for r, c in columns) + " |"
-    lines = [head, "|---|" + "---:|" * len(columns)]
-    for row in rows:
-        cells = [_fmt(r.rows.get(row, {}).get(c), r.scale) for r, c in columns]
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    kinds = ", ".join(f"{r.dataset} ({r.task}, {r.kind}, {'mAP as fractions' if r.scale == 'fraction' else 'percent'})"
-                      for r in results)
-    out = ["# Other tasks: B-B vs LORE", "", f"Adapter: `{setup.get('adapter')}`; backbone `{setup.get('backbone')}`.",
-           "", *lines, "", f"Datasets: {kinds}.", ""]
-    speed = [r for r in results if r.throughput]
-    if speed:
-        out += ["| task | dataset | " + " | ".join(f"{n}" for n in throughput.get("images_per_s", {})) + " | unit |",
-                "|---|---|" + "---:|" * len(throughput.get("images_per_s", {})) + "---|"]
-        for r in speed:
-            out.append(f"| {r.task} | {r.dataset} | " + " | ".join(
-                _fmt(r.throughput.get(n), "percent") for n in throughput.get("images_per_s", {})) + f" | {r.unit} |")
-        out.append("")
-    if throughput:
-        ips = throughput["images_per_s"]
-        line = (f"Feature extraction at {throughput['img_size']} px, batch {throughput['batch']}, median of "
-                f"{throughput['repeats']} interleaved repeats: " + ", ".join(f"{n} {v:.1f} img/s" for n, v in ips.items()))
-        if "ratio" in throughput:
-            q = throughput["ratio"]
-            line += f"; {q['name']} = {q['of_medians']:.3f} (target {q['target']}: {q['result']})"
-        out += [line + ".", "", "Per-task rates come from separate passes and move with the machine's load; the "
-                "interleaved feature-extraction ratio above is the fair comparison.", ""]
-    for r in results:
-        if r.notes:
-            out.append(f"- **{r.task} / {r.dataset}**: {r.notes}")
-    return "\n".join(out).rstrip() + "\n"
-
-
-def run_tasks_bench(ctx: BenchContext, output: Path, tasks=TASKS, throughput: bool = True) -> dict:
-    """Run every available task on B-B and LORE; write ``tasks.json`` and ``tasks.md`` at the end only."""
-    results: list[TaskResult] = []
-    for task in tasks:
-        module = task_module(task, "bench")
-        if module is None:
-            ctx.say(f"[{task}] not built yet: skipped")
-            continue
-        ctx.say(f"[{task}] running")
-        results.extend(module.bench(ctx))
-    if not results:
-        raise TaskError("no task could be benchmarked")
-    speed = extraction_throughput(ctx.extractors, repeats=2 if ctx.quick else 5) if throughput else {}
-    first = next(iter(ctx.extractors.values()))
-    lore = ctx.extractors.get("LORE")
-    setup = {"adapter": (lore.provenance.get("adapter") if lore is not None else None),
-             "adapter_provenance": lore.provenance if lore is not None else None,
-             "backbone": first.provenance.get("backbone"), "weights": first.provenance.get("weights"),
-             "quick": ctx.quick, "data_root": str(ctx.data_root) if ctx.data_root else None,
-             "torch_threads": torch.get_num_threads(), "device": str(first.device)}
-    report = {"setup": setup, "results": [asdict(r) for r in results], "feature_throughput": speed}
-    output.mkdir(parents=True, exist_ok=True)
-    write_json(output / "tasks.json", json.loads(json.dumps(report, default=str)))
-    write_text(output / "tasks.md", markdown(results, speed, setup))
-    return report
-
-
 def extractors_for(adapter: str | Path, device="cpu", base_size: int | None = None) -> dict[str, FeatureExtractor]:
     """LORE from ``adapter`` and B-B as the very same frozen ViT without prompts."""
-    from .features import load_extractor
+    from lorevit.tasks.features import load_extractor
 
     lore = load_extractor(adapter, base_size=base_size, device=device)
     provenance = {"source": "black-box", "backbone": lore.provenance["backbone"], "weights": lore.provenance["weights"]}

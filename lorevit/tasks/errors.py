@@ -1,7 +1,7 @@
 """The one error type of the task commands: bad input a user can fix (printed as one line, exit 2)."""
 from __future__ import annotations
 
-from ..errors import UserError
+from lorevit.errors import UserError
 
 
 class TaskError(UserError, ValueError):

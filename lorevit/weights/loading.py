@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from .errors import WeightsError
+from lorevit.weights.errors import WeightsError
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")

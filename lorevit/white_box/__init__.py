@@ -1,8 +1,8 @@
 """The White Box of LORE: the trainable modules that look at locality (spec §1–3)."""
-from .kla import KnowledgeLocalityAttention, top_n_filter
-from .lin import LocalityInteraction, knn_graph, max_relative
-from .prompt_generator import PromptGenerator
-from .public import PublicKnowledgeLocalityAttention, PublicLocalityInteraction, PublicPromptGenerator
+from lorevit.white_box.kla import KnowledgeLocalityAttention, top_n_filter
+from lorevit.white_box.lin import LocalityInteraction, knn_graph, max_relative
+from lorevit.white_box.prompt_generator import PromptGenerator
+from lorevit.white_box.public import PublicKnowledgeLocalityAttention, PublicLocalityInteraction, PublicPromptGenerator
 
 __all__ = [
     "KnowledgeLocalityAttention",

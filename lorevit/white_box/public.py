@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kla import top_n_filter
-from .lin import knn_graph, max_relative
+from lorevit.white_box.kla import top_n_filter
+from lorevit.white_box.lin import knn_graph, max_relative
 
 
 class BatchNormAnyBatch(nn.BatchNorm1d):

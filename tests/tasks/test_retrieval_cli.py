@@ -123,7 +123,7 @@ def test_standin_geometry_and_official_writer(tmp_path):
     from PIL import Image
 
     from lorevit.tasks.retrieval import read_dataset
-    from lorevit.tasks.retrieval.standins import is_built, view_homography, visible_fraction, write_official
+    from lorevit.tasks.standins.retrieval import is_built, view_homography, visible_fraction, write_official
 
     H = view_homography((50, 40), (60, 40), 1.0, 0.0)
     assert np.allclose(H @ [50, 40, 1], [30, 20, 1])  # the centre lands at the view's centre
@@ -155,7 +155,7 @@ def test_protocol_without_positives_is_null_not_nan(tmp_path, capsys):
 
 def test_class_level_standin_from_digits(tmp_path):
     from lorevit.tasks.retrieval import read_dataset
-    from lorevit.tasks.retrieval.standins import DIGITS, build_digits, is_built
+    from lorevit.tasks.standins.retrieval import DIGITS, build_digits, is_built
 
     assert build_digits(tmp_path / DIGITS, say=lambda s: None, per_class_q=2, per_class_db=4, size=32)
     assert is_built(tmp_path, DIGITS)

@@ -230,7 +230,7 @@ def test_run_cli_tiny_vit(tiny_davis, tmp_path, capsys):
 
 
 def test_standins_build(tmp_path, monkeypatch):
-    from lorevit.tasks.video import standins
+    from lorevit.tasks.standins import video as standins
 
     spec = standins.SEQUENCES[2]  # three objects, one leaves and comes back (frames 11–21)
     monkeypatch.setattr(standins, "SEQUENCES", [standins.Spec(spec.name, spec.background, 4, spec.pan, spec.objects)])

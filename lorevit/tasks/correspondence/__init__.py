@@ -6,21 +6,26 @@
 - :mod:`.metrics`: PCK per image / per point / per category, pure functions of arrays;
 - :mod:`.protocol`: the protocol over a list of pairs with a :class:`~lorevit.tasks.FeatureExtractor`;
 - :mod:`.figure`: matched keypoints drawn side by side;
-- :mod:`.cli` (``lorevit correspondence``), :mod:`.standins` (C1–C4, §4), :mod:`.bench` (``lorevit bench tasks``).
+- :mod:`.bench` (``lorevit bench tasks``); the command is :mod:`lorevit.cli.correspondence`, the stand-ins
+  (C1–C4, §4) :mod:`lorevit.tasks.standins.correspondence`.
 """
-_LAZY = {"Evaluation": "protocol", "evaluate": "protocol", "evaluate_identity": "protocol",
-         "identity_prediction": "matching", "match": "matching",
-         "ALPHAS": "metrics", "correct": "metrics", "pck": "metrics", "pck_table": "metrics",
-         "Pair": "spair", "PairSet": "spair", "read_pairs": "spair"}
+_NAMES = {"protocol": ("Evaluation", "evaluate", "evaluate_identity"), "matching": ("identity_prediction", "match"),
+          "metrics": ("ALPHAS", "correct", "pck", "pck_table"), "spair": ("Pair", "PairSet", "read_pairs")}
 
 
 def __getattr__(name: str):
-    """Names load on first use: ``lorevit --help`` imports this package's cli without torch."""
-    if name in _LAZY:
-        import importlib
+    """Names load on first use (torch-heavy modules)."""
+    if name in _NAMES["protocol"]:
+        from lorevit.tasks.correspondence import protocol as module
+    elif name in _NAMES["matching"]:
+        from lorevit.tasks.correspondence import matching as module
+    elif name in _NAMES["metrics"]:
+        from lorevit.tasks.correspondence import metrics as module
+    elif name in _NAMES["spair"]:
+        from lorevit.tasks.correspondence import spair as module
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(module, name)
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-__all__ = sorted(_LAZY)
+__all__ = sorted(n for names in _NAMES.values() for n in names)

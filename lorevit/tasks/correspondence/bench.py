@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..bench import BenchContext, TaskResult
-from .protocol import evaluate, evaluate_identity
-from .figure import draw_pairs, spread
-from .spair import read_pairs
+from lorevit.tasks.bench import BenchContext, TaskResult
+from lorevit.tasks.correspondence.protocol import evaluate, evaluate_identity
+from lorevit.tasks.correspondence.figure import draw_pairs, spread
+from lorevit.tasks.correspondence.spair import read_pairs
 
 IDENTITY = "identity (same pixel)"
 
 
 def bench(ctx: BenchContext) -> list[TaskResult]:
-    from . import standins
-    from .cli import limit_per_category
+    from lorevit.tasks.standins import correspondence as standins
+    from lorevit.tasks.correspondence.spair import limit_per_category
 
     real = ctx.data_root / "SPair-71k" if ctx.data_root is not None else None
     if real is not None and real.is_dir():

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io import atomic_write
-from .metrics import correct
-from .spair import Pair
+from lorevit.utils.io import atomic_write
+from lorevit.tasks.correspondence.metrics import correct
+from lorevit.tasks.correspondence.spair import Pair
 
 OK, WRONG, GT = "#1a9850", "#d73027", "#ffffbf"
 

@@ -13,11 +13,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..common import progress_bar
-from ..features import FeatureExtractor, to_tensor
-from .matching import identity_prediction, match
-from .metrics import ALPHAS, pck_table
-from .spair import Pair
+from lorevit.utils.progress import progress_bar
+from lorevit.tasks.features import FeatureExtractor, to_tensor
+from lorevit.tasks.correspondence.matching import identity_prediction, match
+from lorevit.tasks.correspondence.metrics import ALPHAS, pck_table
+from lorevit.tasks.correspondence.spair import Pair
 
 IMAGE_SIZE = 224
 

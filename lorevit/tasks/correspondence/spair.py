@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TaskError
+from lorevit.tasks.errors import TaskError
 
 SPLITS = ("trn", "val", "test")
 
@@ -187,3 +187,16 @@ def _kps(name: str, side: str, value, size: tuple[int, int]) -> np.ndarray:
         raise TaskError(f"pair {name}: {side}_kps[{i}] = {kps[i].tolist()} lies outside the {W}×{H} image "
                         "(x must be in [0, W−1], y in [0, H−1]); check the x/y order of the annotation")
     return kps
+
+
+def limit_per_category(pairs: list, max_pairs: int | None) -> list:
+    """The first ``max_pairs`` pairs of each category, layout order kept (None: all)."""
+    if max_pairs is None:
+        return list(pairs)
+    seen: dict[str, int] = {}
+    kept = []
+    for p in pairs:
+        seen[p.category] = seen.get(p.category, 0) + 1
+        if seen[p.category] <= max_pairs:
+            kept.append(p)
+    return kept

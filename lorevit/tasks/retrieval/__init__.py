@@ -7,8 +7,8 @@
 - :mod:`.standins`: offline class-level and mini instance-level sets in the official layout;
 - :mod:`.bench`: the retrieval columns of ``lorevit bench tasks``.
 """
-from .dataset import RetrievalDataset, crop_box, load_image, read_dataset, validate_gnd
-from .evaluate import KAPPAS, PROTOCOLS, compute_ap, compute_map, evaluate, protocol_gnd, protocols, random_map, rank
+from lorevit.tasks.retrieval.dataset import RetrievalDataset, crop_box, load_image, read_dataset, validate_gnd
+from lorevit.tasks.retrieval.evaluate import KAPPAS, PROTOCOLS, compute_ap, compute_map, evaluate, protocol_gnd, protocols, random_map, rank
 
 __all__ = ["KAPPAS", "PROTOCOLS", "RetrievalDataset", "compute_ap", "compute_map", "crop_box", "evaluate",
            "load_image", "protocol_gnd", "protocols", "random_map", "rank", "read_dataset", "run_retrieval",
@@ -17,7 +17,7 @@ __all__ = ["KAPPAS", "PROTOCOLS", "RetrievalDataset", "compute_ap", "compute_map
 
 def __getattr__(name):  # run_retrieval imports torch: only on use, so `lorevit --help` stays fast
     if name == "run_retrieval":
-        from .run import run_retrieval
+        from lorevit.tasks.retrieval.run import run_retrieval
 
         return run_retrieval
     raise AttributeError(name)

@@ -9,10 +9,10 @@ rank the same images (DINO protocol: thumbnail 224, no query crop, CLS, cosine),
 from __future__ import annotations
 
 
-from ..bench import BenchContext, TaskResult
-from .dataset import OFFICIAL, RetrievalDataset, read_dataset
-from .evaluate import random_map
-from .run import run_retrieval
+from lorevit.tasks.bench import BenchContext, TaskResult
+from lorevit.tasks.retrieval.dataset import OFFICIAL, RetrievalDataset, read_dataset
+from lorevit.tasks.retrieval.evaluate import random_map
+from lorevit.tasks.retrieval.run import run_retrieval
 
 IMSIZE = 224
 QUICK_QUERIES, QUICK_DB = 4, 40  # ctx.quick: a tiny slice of every dataset
@@ -27,7 +27,7 @@ def datasets(ctx: BenchContext) -> list[tuple[RetrievalDataset, str]]:
                  if (ctx.data_root / n / f"gnd_{n}.pkl").is_file()]
     if found:
         return found
-    from . import standins
+    from lorevit.tasks.standins import retrieval as standins
 
     root = ctx.standins_root / "retrieval"
     return [(read_dataset(root, n), "stand-in") for n in standins.build(root, say=ctx.say)]

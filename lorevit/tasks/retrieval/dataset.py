@@ -5,7 +5,7 @@ Layout (the official one, also used by the stand-ins)::
     <data_root>/<name>/gnd_<name>.pkl     {"imlist": [str], "qimlist": [str], "gnd": [{"bbx", "easy", "hard", "junk"}]}
     <data_root>/<name>/jpg/<image>.jpg    every database and query image, flat
 
-The ground truth is a pickle: it is read with :func:`lorevit.safe_pickle.safe_load`, which resolves
+The ground truth is a pickle: it is read with :func:`lorevit.utils.safe_pickle.safe_load`, which resolves
 no global at all (dict/list/str/int/float are built by opcodes alone), then validated. ``allow_numpy``
 accepts the numpy reconstructors of spec §1 item 3 (plus ``_codecs.encode``, which Python 3 writes for
 an array's raw bytes at pickle protocol 2) and converts their arrays to lists at once.
@@ -27,8 +27,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from ...safe_pickle import BYTES_GLOBALS, NUMPY_GLOBALS, UnsafePickleError, safe_load
-from ..errors import TaskError
+from lorevit.utils.safe_pickle import BYTES_GLOBALS, NUMPY_GLOBALS, UnsafePickleError, safe_load
+from lorevit.tasks.errors import TaskError
 
 OFFICIAL = ("roxford5k", "rparis6k")
 EXT = ".jpg"
@@ -193,7 +193,7 @@ def size_sorted(paths: Sequence[Path], boxes: Sequence | None = None) -> list[in
 
 def iter_tensors(paths: Sequence[Path], order: Sequence[int], imsize: int | None, mean, std,
                  boxes: Sequence | None = None) -> Iterator:
-    from ..features import to_tensor
+    from lorevit.tasks.features import to_tensor
 
     for i in order:
         yield to_tensor(load_image(paths[i], imsize, boxes[i] if boxes is not None else None), mean, std)  # 3, H, W

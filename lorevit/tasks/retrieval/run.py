@@ -10,10 +10,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..common import progress_bar
-from ..features import FeatureExtractor, same_size_batches
-from .dataset import RetrievalDataset, iter_tensors, size_sorted
-from .evaluate import KAPPAS, evaluate, rank
+from lorevit.utils.progress import progress_bar
+from lorevit.tasks.features import FeatureExtractor, same_size_batches
+from lorevit.tasks.retrieval.dataset import RetrievalDataset, iter_tensors, size_sorted
+from lorevit.tasks.retrieval.evaluate import KAPPAS, evaluate, rank
 
 MULTISCALE = (1.0, 1 / math.sqrt(2), 0.5)  # DINO's --multiscale 1
 

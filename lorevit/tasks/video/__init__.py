@@ -16,23 +16,23 @@ __all__ = ["Davis", "PropagationConfig", "db_statistics", "evaluate_folder", "f_
 
 def __getattr__(name):  # lazy: `lorevit --help` must not import torch
     if name in ("Davis", "read_mask", "write_mask"):
-        from . import davis
+        from lorevit.tasks.video import davis
 
         return getattr(davis, name)
     if name in ("db_statistics", "f_measure", "jaccard", "label_measures"):
-        from . import metrics
+        from lorevit.tasks.video import metrics
 
         return getattr(metrics, name)
     if name in ("evaluate_folder", "score"):
-        from . import evaluate
+        from lorevit.tasks.video import evaluate
 
         return getattr(evaluate, name)
     if name in ("PropagationConfig", "propagate_folder"):
-        from . import propagate
+        from lorevit.tasks.video import propagate
 
         return getattr(propagate, name)
     if name == "run_video":
-        from .run import run_video
+        from lorevit.tasks.video.run import run_video
 
         return run_video
     raise AttributeError(name)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..bench import BenchContext, TaskResult
-from .davis import Davis
-from .evaluate import evaluate_folder
-from .propagate import PropagationConfig, copy_first_frame
-from .run import run_video
+from lorevit.tasks.bench import BenchContext, TaskResult
+from lorevit.tasks.video.davis import Davis
+from lorevit.tasks.video.evaluate import evaluate_folder
+from lorevit.tasks.video.propagate import PropagationConfig, copy_first_frame
+from lorevit.tasks.video.run import run_video
 
 STANDIN_MAX_FRAMES = 20
 COLUMNS = ["J&F-Mean", "J-Mean", "F-Mean"]
@@ -27,7 +27,7 @@ BASELINE = "copy first frame"
 def _dataset(ctx: BenchContext) -> tuple[Path, str, str]:
     if ctx.data_root is not None and (ctx.data_root / "DAVIS" / "ImageSets" / "2017" / "val.txt").is_file():
         return ctx.data_root / "DAVIS", "davis2017-val", "real"
-    from .standins import build
+    from lorevit.tasks.standins.video import build
 
     root = ctx.standins_root / "video"
     build(root, say=ctx.say)

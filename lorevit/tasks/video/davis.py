@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import TaskError
+from lorevit.tasks.errors import TaskError
 
 VOID = 255
 RESOLUTION = "480p"

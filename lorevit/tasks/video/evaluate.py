@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io import write_json, write_text
-from ..common import progress_bar
-from ..errors import TaskError
-from .davis import VOID, Davis, Sequence, read_masks
-from .metrics import db_statistics, label_measures
+from lorevit.utils.io import write_json, write_text
+from lorevit.utils.progress import progress_bar
+from lorevit.tasks.errors import TaskError
+from lorevit.tasks.video.davis import VOID, Davis, Sequence, read_masks
+from lorevit.tasks.video.metrics import db_statistics, label_measures
 
 GLOBAL_KEYS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .davis import VOC_PALETTE, VOID, Sequence, read_mask
+from lorevit.tasks.video.davis import VOC_PALETTE, VOID, Sequence, read_mask
 
 PALETTE = np.array(VOC_PALETTE, dtype=np.float32).reshape(256, 3)
 

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..common import progress_bar
-from ..errors import TaskError
-from .davis import VOID, Sequence, read_mask, write_mask
+from lorevit.utils.progress import progress_bar
+from lorevit.tasks.errors import TaskError
+from lorevit.tasks.video.davis import VOID, Sequence, read_mask, write_mask
 
 DINO_MEAN = (0.485, 0.456, 0.406)
 DINO_STD = (0.228, 0.224, 0.225)  # DINO's quirk: 0.228, not ImageNet's 0.229 (use normalisation="dino")

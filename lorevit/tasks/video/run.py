@@ -5,10 +5,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ...io import write_json
-from .davis import Davis
-from .evaluate import evaluate_folder, write_scores
-from .propagate import PropagationConfig, propagate_folder
+from lorevit.utils.io import write_json
+from lorevit.tasks.video.davis import Davis
+from lorevit.tasks.video.evaluate import evaluate_folder, write_scores
+from lorevit.tasks.video.propagate import PropagationConfig, propagate_folder
 
 
 def run_video(davis_root: str | Path, extractor, output: str | Path, split: str = "val",
@@ -21,7 +21,7 @@ def run_video(davis_root: str | Path, extractor, output: str | Path, split: str 
     ``features``: a replacement for the extractor's patch features (tests); the extractor still gives
     the patch size and normalisation.
     """
-    from ..common import setup_record
+    from lorevit.tasks.features import setup_record
 
     output = Path(output)
     davis = Davis(davis_root, need_frames=True)
@@ -31,7 +31,7 @@ def run_video(davis_root: str | Path, extractor, output: str | Path, split: str 
     scores = evaluate_folder(davis_root, output, split, [s.name for s in chosen], max_frames, progress)
     figures = []
     if figure and chosen:
-        from .figure import sequence_figure
+        from lorevit.tasks.video.figure import sequence_figure
 
         figures.append(str(sequence_figure(chosen[0], output, output / f"figure-{chosen[0].name}.png",
                                            title=f"{chosen[0].name}: {extractor.label} (top: ground truth, bottom: prediction)")))

@@ -1,0 +1,98 @@
+"""``lorevit correspondence``: PCK@α on SPair-71k (or its stand-ins) with B-B or an adapter (TASKS_SPEC §2).
+
+    lorevit correspondence --data-root D [--adapter DIR | --backbone NAME --weights W] [--split test]
+                           [--category cat ...] [--skip-bad] [--max-pairs N] --output OUT
+
+writes, at the very end only, ``OUT/predictions.json``, ``OUT/correspondence.png`` and
+``OUT/correspondence.json`` (PCK in percent at α 0.1, 0.05, 0.15; setup and provenance; pairs/s).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(commands) -> None:
+    from lorevit.cli.options import add_source_options
+
+    p = commands.add_parser("correspondence", help="SPair-71k point correspondence (PCK@α) with B-B or an adapter",
+                            description="Semantic point correspondence by upsampled patch-token cosine "
+                                        "(TASKS_SPEC §2): PCK@0.1 (also 0.05, 0.15) per image, per point, per category.")
+    p.add_argument("--data-root", "--data_root", dest="data_root", required=True,
+                   help="the SPair-71k folder (JPEGImages/, PairAnnotation/, Layout/) or a folder holding SPair-71k/")
+    p.add_argument("--split", default="test", help="trn | val | test (default test)")
+    p.add_argument("--category", action="append", default=None,
+                   help="only these categories (repeat or comma-separate; default all)")
+    p.add_argument("--skip-bad", "--skip_bad", dest="skip_bad", action="store_true",
+                   help="skip malformed pairs (counted in the results) instead of stopping")
+    p.add_argument("--max-pairs", "--max_pairs", dest="max_pairs", type=int, default=None,
+                   help="at most N pairs per category, the first in layout order (default: all)")
+    p.add_argument("--image-size", "--image_size", dest="image_size", type=int, default=224,
+                   help="square input size of the ViT (default 224, the spec's)")
+    p.add_argument("--method", choices=("trick", "explicit"), default="trick",
+                   help="trick: exact cosine without a C×H×W map (default); explicit: the upsampled-map reference")
+    p.add_argument("--figure-pairs", "--figure_pairs", dest="figure_pairs", type=int, default=4,
+                   help="pairs drawn in OUT/correspondence.png, spread over the set (0: no figure)")
+    p.add_argument("--output", required=True, help="results folder")
+    add_source_options(p)
+    p.set_defaults(func=cmd_correspondence)
+
+
+def _categories(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [c for v in values for c in v.replace(" ", "").split(",") if c]
+
+
+def cmd_correspondence(args: argparse.Namespace) -> int:
+    from lorevit.utils.io import atomic_write, write_json
+    from lorevit.cli.options import extractor_from_args
+    from lorevit.tasks.features import setup_record
+    from lorevit.tasks.errors import TaskError
+    from lorevit.tasks.correspondence.protocol import evaluate, evaluate_identity
+    from lorevit.tasks.correspondence.figure import render_pairs, spread
+    from lorevit.tasks.correspondence.spair import limit_per_category, read_pairs
+
+    if args.max_pairs is not None and args.max_pairs < 1:
+        raise TaskError(f"--max-pairs must be a positive integer, got {args.max_pairs}")
+    if args.image_size < 1:
+        raise TaskError(f"--image-size must be a positive integer, got {args.image_size}")
+    data = read_pairs(args.data_root, args.split, _categories(args.category), skip_bad=args.skip_bad)
+    pairs = limit_per_category(data.pairs, args.max_pairs)
+    extractor = extractor_from_args(args)
+    result = evaluate(pairs, extractor, args.image_size, args.method, args.batch_size, progress="correspondence")
+    table, identity = result.table(), evaluate_identity(pairs).table()
+    output = Path(args.output)
+    report = {
+        "pck": table,
+        "identity_baseline": {a: {k: v[k] for k in ("per_image", "per_point", "category_mean")} for a, v in identity.items()},
+        "pairs": len(pairs), "points": table["0.1"]["points"],
+        "skipped": {"count": len(data.skipped), "pairs": data.skipped},
+        "pairs_per_s": round(result.pairs_per_s, 3), "seconds": round(result.seconds, 2),
+        "feature_seconds": round(result.feature_seconds, 2),
+        "data": {"root": str(data.root), "split": data.split, "categories": sorted({p.category for p in pairs}),
+                 "max_pairs_per_category": args.max_pairs},
+        "setup": setup_record(extractor, task="correspondence", image_size=args.image_size, resize="anisotropic bicubic",
+                              features="last-block patch tokens after the final norm",
+                              upsampling="bilinear, align_corners=False, to the original (H, W)",
+                              matching="argmax cosine over every target pixel (source vector at integer [y, x])",
+                              method=args.method, threshold="alpha * max(x2-x1, y2-y1) of the target bbox, <=",
+                              direction="source -> target", scale="percent"),
+    }
+    figure = None
+    if args.figure_pairs > 0:  # rendered in memory first: nothing is written before everything is computed
+        shown = spread(len(pairs), args.figure_pairs)
+        figure = render_pairs([pairs[i] for i in shown], [result.preds[i] for i in shown],
+                              title=f"{extractor.label}: PCK@0.1 source → target")
+    write_json(output / "predictions.json", result.predictions())
+    if figure is not None:
+        atomic_write(output / "correspondence.png", lambda tmp: tmp.write_bytes(figure))
+    write_json(output / "correspondence.json", report)
+    p = table["0.1"]
+    skipped = f", {len(data.skipped)} bad pair(s) skipped" if data.skipped else ""
+    print(f"correspondence [{extractor.label}] {len(pairs)} pairs{skipped}: PCK@0.1 per image {p['per_image']:.2f}, "
+          f"per point {p['per_point']:.2f}, category mean {p['category_mean']:.2f} "
+          f"(identity {identity['0.1']['per_image']:.2f}); {result.pairs_per_s:.2f} pairs/s → {output}/correspondence.json")
+    return 0
+
+

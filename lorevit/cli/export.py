@@ -1,0 +1,34 @@
+"""``lorevit export``: an adapter and its frozen ViT as one ONNX file, checked against PyTorch."""
+from __future__ import annotations
+
+import json
+
+from lorevit.tools.export import DEFAULT_OPSET, FORMATS, TOLERANCE, ExportError  # torch-free constants
+
+
+def cmd_export(args) -> int:
+    if args.format not in FORMATS:
+        raise ExportError(f"--format {args.format!r} is not supported; choose one of: {', '.join(FORMATS)}")
+    from lorevit.tools.export import export_onnx
+
+    result = export_onnx(args.adapter, args.output, opset=args.opset, tolerance=args.tolerance)
+    meta = result.metadata
+    classes = len(json.loads(meta["classnames"]))
+    print(f"exported {meta['method']} adapter {args.adapter} ({meta['backbone']}, {meta['img_size']} px, {classes} "
+          f"classes) to {result.path} ({result.size_bytes / 1e6:.1f} MB, opset {result.opset}, dynamic batch) "
+          f"in {result.seconds:.1f} s")
+    print(f"onnxruntime vs PyTorch logits at batch {' and '.join(map(str, result.check_batch_sizes))}: "
+          f"max |difference| {result.max_abs_diff:.2e} (tolerance {result.tolerance:.0e}); report {result.report}")
+    return 0
+
+
+def register(commands) -> None:
+    """``lorevit export``."""
+    export = commands.add_parser("export", help="an adapter + its frozen ViT as one ONNX file, checked with onnxruntime")
+    export.add_argument("--adapter", required=True, help="a run's output directory, a hub-style folder, an adapter file or a Hub repo id")
+    export.add_argument("--format", default="onnx", metavar="FORMAT", help=f"one of: {', '.join(FORMATS)} (default onnx)")
+    export.add_argument("--output", required=True, help="the file to write, e.g. model.onnx (+ a sidecar .onnx.json)")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    export.add_argument("--tolerance", type=float, default=TOLERANCE,
+                        help=f"largest allowed |logits difference| vs PyTorch (default {TOLERANCE:g})")
+    export.set_defaults(func=cmd_export)

@@ -1,0 +1,71 @@
+"""``lorevit bench tasks`` and ``lorevit standins``: argument parsing only; the work is in
+:mod:`lorevit.tasks.bench`, imported when a command runs (``lorevit --help`` never imports torch)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from lorevit.tasks import TASKS
+
+
+def cmd_bench_tasks(args) -> int:
+    from lorevit.utils.paths import sub_dir
+    from lorevit.bench.tasks import run_tasks_bench
+    from lorevit.tasks.bench import BenchContext, extractors_for
+    from lorevit.utils.device import resolve_device
+    from lorevit.tasks.errors import TaskError
+
+    adapter = Path(args.adapter)
+    if not (adapter.is_file() or any((adapter / name).is_file() for name in ("adapter.safetensors", "model.safetensors"))):
+        raise TaskError(f"no adapter at {adapter}: train one first (`make demo` writes runs/demo) or pass --adapter DIR")
+    tasks = [t for t in str(args.tasks).replace(" ", "").split(",") if t]
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        raise TaskError(f"--tasks: unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+    data_root = Path(args.data_root).expanduser() if args.data_root else None
+    if data_root is not None and not data_root.is_dir():
+        raise TaskError(f"--data-root {data_root} is not a folder")
+    standins = Path(args.standins).expanduser() if args.standins else sub_dir("standins")
+    output = Path(args.output)
+    ctx = BenchContext(extractors_for(adapter, resolve_device(args.device), args.base_size), data_root, standins,
+                       output / "work", quick=args.quick)
+    run_tasks_bench(ctx, output, tasks)
+    print(f"\ntasks written to {output}/tasks.{{json,md}}\n")
+    print((output / "tasks.md").read_text())
+    return 0
+
+
+def cmd_standins(args) -> int:
+    from lorevit.utils.paths import sub_dir
+    from lorevit.bench.tasks import build_standins
+
+    root = Path(args.output).expanduser() if args.output else sub_dir("standins")
+    tasks = [t for t in str(args.tasks).replace(" ", "").split(",") if t]
+    built = build_standins(root, tasks)
+    for task, names in built.items():
+        print(f"{task}: {', '.join(names)} under {root / task}")
+    return 0
+
+
+def register_bench(sub) -> None:
+    """``lorevit bench tasks`` (called by lorevit.cli.bench)."""
+    p = sub.add_parser("tasks", help="the other tasks (retrieval, correspondence, video): B-B vs LORE → tasks.{json,md}",
+                       description="B-B and LORE side by side on every task's real data (--data-root) or its "
+                                   "stand-ins built from real images, with the trivial baselines.")
+    p.add_argument("--adapter", default="runs/demo", help="the LORE adapter (default runs/demo, written by `make demo`)")
+    p.add_argument("--data-root", "--data_root", dest="data_root", default=None,
+                   help="folder holding real datasets in their official layouts (roxford5k/, rparis6k/, SPair-71k/, DAVIS/)")
+    p.add_argument("--standins", default=None, help="stand-in datasets folder (default $LOREVIT_HOME/standins; built if missing)")
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
+    p.add_argument("--quick", action="store_true", help="a small slice of every dataset (smoke test)")
+    p.add_argument("--base-size", "--base_size", dest="base_size", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", default="benchmarks/tasks")
+    p.set_defaults(func=cmd_bench_tasks)
+
+
+def register(commands) -> None:
+    """``lorevit standins``: build the offline stand-in datasets (called by lorevit.cli)."""
+    p = commands.add_parser("standins", help="build the offline stand-in datasets of the other tasks (official formats)")
+    p.add_argument("--output", default=None, help="folder (default $LOREVIT_HOME/standins)")
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
+    p.set_defaults(func=cmd_standins)

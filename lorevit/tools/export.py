@@ -1,0 +1,208 @@
+"""``lorevit export``: a trained adapter and its frozen ViT as one ONNX file for deployment (issue 12 §2).
+
+    lorevit export --adapter runs/demo --format onnx --output lore.onnx [--opset 17] [--tolerance 1e-4]
+
+The file holds the whole inference graph — patch embedding → LIN → PG → prompted ViT → head —
+with one input ``images`` (batch, 3, S, S): RGB in [0, 1] resized to S = the adapter's img_size
+(shorter side, bicubic, then centre crop) and normalised by the backbone's mean and std, and one
+output ``logits`` (batch, C). The batch axis is dynamic; the image size is the adapter's.
+Its ``metadata_props`` carry the class names (JSON list, in logit order) and the adapter's
+provenance (method, backbone, weights, img_size, mean, std, sha256 of the adapter file, ...).
+
+Before anything is written the exported graph is run with onnxruntime on a seeded batch of 3
+images and on its first image alone (the export itself traces batch 1), and its logits are
+compared with PyTorch's: the largest absolute difference is printed, stored in the metadata and
+in a sidecar ``FILE.onnx.json``; above ``--tolerance`` the export fails and writes nothing.
+
+The graph is traced by torch's TorchScript-based exporter (``dynamo=False``): the torch.export-based
+one needs the ``onnxscript`` package. LIN's k-nearest-neighbour graph exports as ONNX ``TopK``
+(opset ≥ 10) and the fused attention as plain ops (opset ≥ 14); the default opset is 17 (one
+``LayerNormalization`` node per norm). While tracing, LIN records its W_mix·W1 fold as graph ops on
+the weights instead of reading its eager-mode cache (see ``LocalityInteraction._folded_mix_w1``).
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lorevit.errors import UserError
+from lorevit.utils.io import atomic_write, file_sha256, write_json
+
+FORMATS = ("onnx",)
+FORMAT_TAG = "lorevit.onnx/1"
+DEFAULT_OPSET = 17
+MIN_OPSET = 14  # scaled_dot_product_attention
+TOLERANCE = 1e-4
+CHECK_BATCH = 3  # the check's batch; its first image alone is checked too (batch 1)
+INPUT, OUTPUT = "images", "logits"
+
+
+class ExportError(UserError, ValueError):
+    """An export that cannot be made or does not match PyTorch; the message says why and what to do."""
+
+
+@dataclass
+class ExportResult:
+    path: Path  # the .onnx file
+    report: Path  # the sidecar JSON
+    max_abs_diff: float  # onnxruntime vs PyTorch logits, over the checked batch sizes
+    tolerance: float
+    check_batch_sizes: list[int]
+    opset: int
+    size_bytes: int
+    seconds: float  # export + check
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "path": str(self.path), "report": str(self.report)}
+
+
+def require_onnx():
+    """(onnx, onnxruntime), or one ExportError naming the install command."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as err:
+        raise ExportError(f"exporting to ONNX needs the `{err.name or 'onnx'}` package: "
+                          "pip install 'lorevit[onnx]' (or pip install onnx onnxruntime)") from err
+    return onnx, onnxruntime
+
+
+def logits_module(model):
+    """The classifier as a module from images (B, 3, S, S) to logits (B, C): what the file computes."""
+    from torch import nn
+
+    class Logits(nn.Module):
+        def __init__(self, classifier):
+            super().__init__()
+            self.classifier = classifier
+
+        def forward(self, images):  # B, 3, S, S → B, C
+            return self.classifier(images).logits
+
+    return Logits(model).eval()
+
+
+def onnx_metadata(model, cfg, adapter_file: Path, opset: int) -> dict[str, str]:
+    """What a deployment needs beside the graph: class names, preprocessing and provenance (all strings)."""
+    import torch
+
+    from lorevit.version import __version__
+
+    data = model.backbone.data_config
+    return {
+        "format": FORMAT_TAG,
+        "classnames": json.dumps(model.classnames),
+        "method": cfg.method,
+        "backbone": model.backbone.name,
+        "weights": json.dumps(model.backbone.weights),
+        "img_size": str(cfg.img_size),
+        "mean": json.dumps([float(v) for v in data["mean"]]),
+        "std": json.dumps([float(v) for v in data["std"]]),
+        "preprocess": f"RGB in [0, 1]; resize shorter side to {cfg.img_size} (bicubic); centre crop "
+                      f"{cfg.img_size}x{cfg.img_size}; (x - mean) / std; layout NCHW float32",
+        "input": f"{INPUT}: float32 (batch, 3, {cfg.img_size}, {cfg.img_size})",
+        "output": f"{OUTPUT}: float32 (batch, {model.num_classes}), in the order of classnames",
+        "knowledge": cfg.knowledge or "",
+        "dataset": cfg.dataset,
+        "adapter_sha256": file_sha256(adapter_file),
+        "lorevit_version": __version__,
+        "torch_version": torch.__version__,
+        "opset": str(opset),
+    }
+
+
+def trace_to_onnx(model, img_size: int, opset: int) -> bytes:
+    """The serialised ONNX model of ``model`` (images → logits), traced at batch 1 with a dynamic batch axis."""
+    import torch
+
+    example = torch.randn(1, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # Expected: the legacy exporter's deprecation note, and tracer notes about shapes that are
+        # fixed by the image size (token count, blocks); the batch stays dynamic, and the check proves it.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        torch.onnx.export(logits_module(model), (example,), buffer, dynamo=False, opset_version=opset,
+                          input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
+                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+    return buffer.getvalue()
+
+
+def with_metadata(model_bytes: bytes, metadata: dict[str, str]) -> bytes:
+    onnx, _ = require_onnx()
+    proto = onnx.load_from_string(model_bytes)
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.doc_string = "lorevit: images -> logits; see metadata_props for classnames and preprocessing"
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def compare_with_torch(model_bytes: bytes, model, img_size: int, batch: int = CHECK_BATCH,
+                       seed: int = 0) -> tuple[float, list[int]]:
+    """Largest |logits_onnxruntime − logits_torch| on a seeded batch of ``batch`` images and on its
+    first image alone; returns (difference, batch sizes checked)."""
+    import numpy as np
+    import torch
+
+    _, ort = require_onnx()
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    images = torch.randn(batch, 3, img_size, img_size, generator=torch.Generator().manual_seed(seed))  # B, 3, S, S
+    with torch.no_grad():
+        expected = model(images).logits.numpy()  # B, C
+    sizes = sorted({1, batch})
+    worst = 0.0
+    for size in sizes:
+        got = session.run([OUTPUT], {INPUT: images[:size].numpy()})[0]  # size, C
+        if got.shape != expected[:size].shape:
+            raise ExportError(f"the exported graph gives logits of shape {got.shape} for a batch of {size}, "
+                              f"expected {expected[:size].shape}")
+        worst = max(worst, float(np.abs(got - expected[:size]).max()))
+    return worst, sizes
+
+
+def export_onnx(adapter: str | Path, output: str | Path, opset: int = DEFAULT_OPSET,
+                tolerance: float = TOLERANCE) -> ExportResult:
+    """Export ``adapter`` (a run directory or its adapter.safetensors) to ``output`` (.onnx), checked
+    against PyTorch with onnxruntime; writes ``output`` and ``output + '.json'`` or nothing at all."""
+    require_onnx()
+    from lorevit.adapters.hub import locate_adapter
+    from lorevit.factory import load_adapter
+
+    output = Path(output)
+    if output.is_dir():
+        raise ExportError(f"--output {output} is a directory; give a file name such as {output / 'model.onnx'}")
+    if not MIN_OPSET <= opset <= _max_opset():
+        raise ExportError(f"--opset {opset} is not supported: use {MIN_OPSET}..{_max_opset()} (default {DEFAULT_OPSET})")
+    if not tolerance > 0:
+        raise ExportError(f"--tolerance must be positive, got {tolerance}")
+    start = time.perf_counter()
+    model, cfg = load_adapter(adapter)
+    adapter_file = locate_adapter(adapter)  # a run dir, a hub-style folder, a file or a Hub repo id
+    metadata = onnx_metadata(model, cfg, adapter_file, opset)
+    graph = trace_to_onnx(model, cfg.img_size, opset)
+    difference, sizes = compare_with_torch(graph, model, cfg.img_size)
+    if not difference <= tolerance:
+        raise ExportError(f"onnxruntime's logits differ from PyTorch's by {difference:.3g} > tolerance {tolerance:g} "
+                          f"(opset {opset}); nothing was written. Try another --opset, or --tolerance if acceptable")
+    metadata.update(max_abs_diff_logits=f"{difference:.6g}", checked_batch_sizes=json.dumps(sizes))
+    graph = with_metadata(graph, metadata)
+    atomic_write(output, lambda tmp: tmp.write_bytes(graph))
+    result = ExportResult(output, output.with_name(output.name + ".json"), difference, tolerance, sizes, opset,
+                          len(graph), time.perf_counter() - start, metadata)
+    write_json(result.report, {**result.to_dict(), "adapter": str(adapter)})
+    return result
+
+
+def _max_opset() -> int:
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20))
+
+

@@ -1,0 +1,172 @@
+"""A whole run from a Config: data, model, training (few-shot, full or easy-to-hard), test,
+and the run's files: ``config.yaml``, ``indices.json``, ``metrics.json``, ``adapter.safetensors``,
+``logs/`` and ``checkpoints/``.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+from lorevit.adapters.format import FILENAME as ADAPTER_FILE
+from lorevit.adapters.format import save_adapter
+from lorevit.backbone import PromptedViT, create_backbone
+from lorevit.config import RESUME_FREE_KEYS, Config, logger_names
+from lorevit.training.protocols import STAGES_FILE
+from lorevit.training.protocols import easy_to_hard
+from lorevit.training.protocols import fit_and_test
+from lorevit.training.protocols import zero_shot_negatives
+from lorevit.training.trainer import _trainer
+from lorevit.errors import ConfigError
+from lorevit.data.sampling import short_classes
+from lorevit.errors import RunError  # noqa: F401 (re-exported: lorevit.training.run.RunError)
+from lorevit.utils.io import write_json, write_text
+from lorevit.config import ARCH_KEYS
+from lorevit.factory import create_model, resolve_config
+from lorevit.methods import options_from_config
+from lorevit.model import PromptedClassifier
+from lorevit.training.datamodule import ClassificationData
+
+log = logging.getLogger(__name__)
+
+
+def validate(cfg: Config) -> None:
+    """What Config's own checks cannot know: the machine's accelerators and the installed logger packages."""
+    logger_names(cfg)  # a logger whose package is missing: one ConfigError naming it, before any file is written
+    options_from_config(cfg)  # the method's options, checked by its dataclass: one ConfigError before any file
+    if cfg.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"accelerator: {cfg.accelerator!r} asked for, but this machine has no CUDA GPU "
+                          "(torch.cuda.is_available() is False); use --accelerator cpu or auto")
+    if cfg.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("accelerator: 'mps' asked for, but Apple's MPS is not available here; use --accelerator cpu")
+    _trainer(cfg, Path(tempfile.gettempdir()), 1, False, [])  # Lightning checks devices/strategy/precision: before any file is written
+
+
+def prepare_output(cfg: Config) -> Path:
+    out = Path(cfg.output)
+    finished = (out / "metrics.json").exists() or (out / ADAPTER_FILE).exists()
+    if cfg.resume:
+        if not (out / "checkpoints" / "last.ckpt").is_file() and not (out / STAGES_FILE).is_file():
+            raise RunError(f"--resume: no checkpoint at {out / 'checkpoints' / 'last.ckpt'}; start without --resume")
+        check_resume_config(cfg, out / "config.yaml")
+    elif finished and not cfg.overwrite:
+        raise RunError(f"{out} already holds a finished run; choose another --output, or pass --overwrite to replace it")
+    return out
+
+
+# Keys a resumed run may change (lorevit.config.RESUME_FREE_KEYS, from the keys' tags): they do not change what is
+# trained or measured, or they may grow (epochs: the cosine schedule is a closed form of the total step count).
+
+
+def check_resume_config(cfg: Config, saved_path: Path) -> None:
+    """A resumed run must be the run it continues: refuse a config that differs in any key that matters."""
+    import yaml
+
+    try:
+        saved = Config.from_dict(yaml.safe_load(saved_path.read_text()) or {})
+    except (OSError, yaml.YAMLError, ConfigError) as err:
+        raise RunError(f"--resume: cannot read the run's own config {saved_path} ({err}); start a new run") from None
+    differ = {k: (getattr(saved, k), getattr(cfg, k)) for k in Config.keys()
+              if k not in RESUME_FREE_KEYS and getattr(saved, k) != getattr(cfg, k)}
+    if differ:
+        listed = "; ".join(f"{k}: {a!r} → {b!r}" for k, a, b in ((k, *v) for k, v in differ.items()))
+        raise RunError(f"--resume with a config that differs from the run's ({saved_path}): {listed}. Resume with the "
+                       "same values (only epochs, progress, workers, loggers and eval batch size may change) or start a new run")
+    if cfg.epochs < saved.epochs:
+        raise RunError(f"--resume: epochs {cfg.epochs} is fewer than the run's {saved.epochs}; a finished schedule "
+                       "cannot shrink — start a new run")
+
+
+def clear_previous_run(out: Path) -> None:
+    """``--overwrite``: remove the old run's files first, so no stale checkpoint or log is mixed in.
+
+    Called only once the new run has been fully validated (data, model): a refused run never costs the old one.
+    """
+    import shutil
+
+    for name in ("checkpoints", "logs", "eval"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("metrics.json", ADAPTER_FILE, "indices.json", "curves.png", "eval.json", "config.yaml",
+                 "env.json", "per_class.json", "confusion.png", STAGES_FILE):  # issue 12 §3, issue 14
+        (out / name).unlink(missing_ok=True)
+
+
+def summary(cfg: Config, model: PromptedClassifier) -> dict:
+    trainable, total = model.parameter_counts()
+    return {"method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset, "protocol": cfg.protocol,
+            "shots": cfg.shots, "seed": cfg.seed, "img_size": cfg.img_size, "trainable_params": trainable,
+            "total_params": total, "trainable_pct": round(100.0 * trainable / total, 3)}
+
+
+def plot_curves(metrics: dict, path: Path) -> None:
+    """curves.png beside metrics.json; a figure that fails to draw never costs a finished run."""
+    if not metrics.get("history"):
+        return
+    try:
+        from lorevit.training.figures import plot_training_curves
+
+        plot_training_curves(metrics, path)
+    except Exception as err:  # noqa: BLE001 (matplotlib missing or failing)
+        log.warning("training curves not drawn: %s", err)
+
+
+def train(cfg: Config, backbone: PromptedViT | None = None, data: ClassificationData | None = None,
+          test: bool = True) -> dict:
+    """Run ``cfg`` end to end and return its metrics (also written to ``<output>/metrics.json``).
+
+    ``backbone`` and ``data`` (built from ``cfg`` when not given) let a benchmark share the frozen
+    ViT and the sampled images between runs; they must match ``cfg``. ``test=False`` stops after the
+    validation split (a model-selection run, ``bench ablation --grid``): no test metrics.
+    """
+    cfg = resolve_config(cfg)  # knowledge: clip:auto → the backbone's own text tower, recorded as such
+    validate(cfg)
+    out = prepare_output(cfg)
+    start = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if backbone is None:
+        backbone = create_backbone(cfg.backbone, cfg.weights, cfg.img_size, **cfg.backbone_kwargs)
+    if data is None:
+        data = ClassificationData(cfg, backbone.data_config)
+    model = create_model(cfg.method, data.classnames, backbone=backbone, knowledge=cfg.knowledge,
+                         method_options=cfg.method_options, **{k: getattr(cfg, k) for k in ARCH_KEYS})
+    if rank_zero_only.rank == 0:
+        if cfg.overwrite and not cfg.resume:
+            clear_previous_run(out)
+        write_text(out / "config.yaml", cfg.to_yaml())
+    metrics = summary(cfg, model)
+    metrics["num_test"] = len(data.test_indices)
+    metrics["num_val"] = len(data.val_indices)
+    if cfg.protocol == "few-shot" and cfg.allow_fewer_shots:  # the opt-in is never silent
+        short = short_classes(data.train_set.targets, cfg.shots)
+        metrics["fewer_shots"] = {data.classnames[c]: n for c, n in short.items()}
+    if cfg.protocol == "easy-to-hard":
+        metrics.update(easy_to_hard(cfg, model, data, out))
+        metrics["num_train"] = len(data.train_indices)
+    else:
+        if rank_zero_only.rank == 0:
+            write_json(out / "indices.json", {"train": data.train_indices, "val": data.val_indices, "seed": cfg.seed,
+                                              "shots": cfg.shots})
+        ckpt = out / "checkpoints" / "last.ckpt" if cfg.resume else None
+        negatives = zero_shot_negatives(cfg, model, data)
+        results, history, times = fit_and_test(cfg, model, data, out, negatives=negatives, ckpt_path=ckpt, test=test)
+        metrics.update(results, history=history, num_train=len(data.train_indices), **times)
+        metrics["negatives"] = "none" if not model.method.uses_knowledge else \
+            "own-prediction" if negatives is None else "clip-zero-shot"
+    if cfg.bad_images == "skip":  # images left out as unreadable: per training epoch (all ranks) and in the test
+        per_epoch = [row.get("train_skipped", 0) for row in metrics["history"]]
+        metrics["skipped_images"] = {"train": max(per_epoch, default=0),
+                                     "test": len(data.test_indices) - int(metrics.get("test_images", 0))}
+    metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
+    if rank_zero_only.rank == 0:
+        save_adapter(model, cfg, out)
+        from lorevit.training.envinfo import write_env  # issue 12 §3: versions, device, git commit, data fingerprints
+
+        write_env(out, cfg, data, metrics)
+        write_json(out / "metrics.json", metrics)
+        plot_curves(metrics, out / "curves.png")
+    return metrics

@@ -1,0 +1,89 @@
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lorevit.config import Config
+from lorevit.config import logger_names
+from lorevit.errors import ConfigError
+from lorevit.utils.io import atomic_write
+from pathlib import Path
+import importlib.util
+import lightning as L
+import os
+def progress_bar() -> L.Callback:
+    """Lightning's bar (rich when installed) without the logger's version number: runs are named by directory."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    Bar = RichProgressBar if importlib.util.find_spec("rich") else TQDMProgressBar
+
+    class ProgressBar(Bar):
+        def get_metrics(self, trainer, pl_module):
+            items = super().get_metrics(trainer, pl_module)
+            items.pop("v_num", None)
+            return items
+
+    return ProgressBar()
+
+
+def make_trainer(cfg: Config, out: Path, epochs: int, stage: str = "") -> L.Trainer:
+    """The run's Trainer; its loggers (config key ``logger``, issue 12 §5) are Lightning's own, all under ``out/logs``:
+    csv → ``logs/metrics.csv``, tensorboard → ``logs/tensorboard``, wandb → ``logs/wandb`` (offline unless
+    WANDB_MODE=online), mlflow → a local file store ``logs/mlruns`` (unless MLFLOW_TRACKING_URI is set).
+    """
+    from lightning.pytorch import loggers as pl_loggers
+
+    run_name = f"{out.name}-{stage}" if stage else out.name
+    build = {
+        "csv": lambda: CSVLogger(out, name="logs", version=stage),
+        "tensorboard": lambda: pl_loggers.TensorBoardLogger(out, name="logs", version=stage or "tensorboard"),
+        "wandb": lambda: pl_loggers.WandbLogger(name=run_name, save_dir=str(out / "logs"), project="lorevit",
+                                                offline=os.environ.get("WANDB_MODE") != "online"),
+        "mlflow": lambda: pl_loggers.MLFlowLogger(
+            experiment_name="lorevit", run_name=run_name,
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or (out / "logs" / "mlruns").resolve().as_uri()),
+    }
+    loggers = [build[name]() for name in logger_names(cfg)]
+    # last.ckpt rewritten at every epoch's end (Lightning 2.6 writes save_last only when a top-k file was saved,
+    # i.e. with save_top_k=0 only at the very end): the one most recent checkpoint, under the name resume reads.
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints" / stage, filename="last", save_top_k=1, every_n_epochs=1,
+                                 enable_version_counter=False)
+    callbacks = [checkpoint] + ([progress_bar()] if cfg.progress else [])
+    if cfg.checkpoint_every_n_steps:  # also within an epoch (the training loader resumes mid-epoch)
+        callbacks.insert(1, StepCheckpoint(dirpath=out / "checkpoints" / stage, filename="last", save_top_k=1,
+                                           every_n_train_steps=cfg.checkpoint_every_n_steps,
+                                           enable_version_counter=False))
+    return _trainer(cfg, out, epochs, loggers, callbacks)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every N optimiser steps (config key ``checkpoint_every_n_steps``), except after an epoch's
+    last batch: the epoch's own checkpoint follows a moment later, once the epoch's history row is written."""
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            super().on_train_batch_end(trainer, *args, **kwargs)
+
+
+def _trainer(cfg: Config, out: Path, epochs: int, loggers, callbacks: list) -> L.Trainer:
+    """Lightning's Trainer for ``cfg``; its own refusals of the trainer keys become one ConfigError."""
+    try:
+        return L.Trainer(
+            max_epochs=epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+            num_nodes=cfg.num_nodes, precision=cfg.precision, logger=loggers, callbacks=callbacks,
+            enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=1,
+            num_sanity_val_steps=0, default_root_dir=out, deterministic=False,
+            check_val_every_n_epoch=max(cfg.val_every, 1),
+            plugins=[AtomicCheckpointIO()],
+        )
+    except (ValueError, TypeError, MisconfigurationException) as err:
+        raise ConfigError(f"trainer settings (accelerator {cfg.accelerator!r}, devices {cfg.devices!r}, strategy "
+                          f"{cfg.strategy!r}, precision {cfg.precision!r}, num_nodes {cfg.num_nodes}): {err}") from None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed: a run killed while writing one keeps the previous
+    ``last.ckpt`` whole (Lightning writes the file in place)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        atomic_write(Path(path), lambda tmp: super(AtomicCheckpointIO, self).save_checkpoint(checkpoint, tmp,
+                                                                                             storage_options))
