@@ -21,9 +21,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lorevit.utils.safe_pickle import BYTES_GLOBALS, NUMPY_GLOBALS, UnsafePickleError, safe_load
 from lorevit.data.dataset import DatasetError
 from lorevit.data.names import clean_classname, imagenet_classnames, names_from_map, read_name_map, wordnet_words
+from lorevit.utils.paths import safe_relative
+from lorevit.utils.safe_pickle import BYTES_GLOBALS, NUMPY_GLOBALS, UnsafePickleError, safe_load
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
 NAME_MAP_FILE = "classnames.txt"
@@ -347,7 +348,7 @@ class ListFile:
                 except IndexError:
                     raise ReadError(f"{path}:{n}: cannot parse line {line!r}") from None
                 targets.append(_lookup(key, index, f"{path}:{n}"))
-                items.append(str(base / rel))
+                items.append(str(base / safe_relative(rel, "image path", f"{path}:{n}", ReadError)))
         return Records(items, targets, names)
 
 
@@ -378,8 +379,9 @@ class SplitJson:
         for key in self.keys[split]:
             if key not in data:
                 raise ReadError(f"{path} has no {key!r} list")
-            for entry in data[key]:
-                items.append(str(base / self.image_dir / entry[0]))
+            for i, entry in enumerate(data[key]):
+                rel = safe_relative(entry[0], "image path", f"{path}: {key}[{i}]", ReadError)
+                items.append(str(base / self.image_dir / rel))
                 targets.append(int(entry[1]))
         return Records(items, targets, [clean_classname(names[i]) for i in range(len(names))])
 
@@ -432,7 +434,9 @@ class MatFileList:
             raise ReadError(f"{base}: labels of {list(self.lists.values())} are not 1..C")
         keys = [key_of[i + 1] for i in range(len(key_of))]
         files, labels = loaded[split]
-        items = [str(base / self.image_dir / f) for f in files]
+        where = f"{base / self.lists[split]}: {self.files_key}"
+        items = [str(base / self.image_dir / safe_relative(f, "image path", f"{where}[{i}]", ReadError))
+                 for i, f in enumerate(files)]
         return Records(items, [lab - 1 for lab in labels], readable(keys, root, base))
 
 

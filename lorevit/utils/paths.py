@@ -23,3 +23,70 @@ def sub_dir(name: str) -> Path:
     path = data_dir() / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# -- names read from data files ------------------------------------------------------------------------
+# A name a dataset's list or annotation file gives (a DAVIS sequence, a SPair category or image, a
+# Revisited Oxford image id) becomes part of a path we read or write; ``../x`` or ``/x`` would leave
+# the data or output folder. Both checks are pure string tests (no file system access).
+
+def _unsafe_part(part: str) -> str | None:
+    """Why ``part`` (one component, no separators) is not a plain name, or None when it is."""
+    if part in (".", ".."):
+        return f"it is {part!r}"
+    if "\0" in part:
+        return "it holds a NUL character"
+    if len(part) >= 2 and part[1] == ":" and part[0].isascii() and part[0].isalpha():
+        return "it starts with a drive letter"
+    return None
+
+
+def safe_component(name, what: str, source, error: type[Exception] = ValueError,
+                   fix: str = "fix the file") -> str:
+    """``name`` when it is one plain path component, else ``error(message)``.
+
+    Refused: a non-string, empty, ``.``/``..``, a ``/`` or ``\\`` anywhere (so no absolute path),
+    NUL, a drive letter (``C:``) and leading/trailing whitespace. ``source`` names where the name
+    came from (e.g. ``"DAVIS/ImageSets/2017/val.txt line 3"``); the message is one line.
+    """
+    if not isinstance(name, str):
+        problem = f"not a string but {type(name).__name__}"
+    elif not name:
+        problem = "it is empty"
+    elif name != name.strip():
+        problem = "it starts or ends with whitespace"
+    elif "/" in name or "\\" in name:
+        problem = "it holds a '/' or '\\'"
+    else:
+        problem = _unsafe_part(name)
+    if problem is None:
+        return name
+    raise error(f"{source}: {what} {name!r} is not a plain file or folder name ({problem}; "
+                f"no '/', '\\', '..' or absolute paths); {fix}")
+
+
+def safe_relative(path, what: str, source, error: type[Exception] = ValueError,
+                  fix: str = "fix the file") -> str:
+    """``path`` when it is a relative path that stays inside its root, else ``error(message)``.
+
+    ``/`` and ``\\`` both separate components; refused: a non-string, empty, absolute (leading
+    separator or drive letter), any ``..`` component, NUL, leading/trailing whitespace.
+    """
+    if not isinstance(path, str):
+        problem = f"not a string but {type(path).__name__}"
+    elif not path:
+        problem = "it is empty"
+    elif path != path.strip():
+        problem = "it starts or ends with whitespace"
+    elif path[0] in "/\\":
+        problem = "it is absolute"
+    else:
+        parts = [p for p in path.replace("\\", "/").split("/") if p]
+        problem = next(("it goes up with '..'" if p == ".." else f"its part {p!r}: {why}" for p in parts
+                        if (why := _unsafe_part(p)) and p != "."), None)
+        if problem is None and all(p == "." for p in parts):
+            problem = "it names no file"
+    if problem is None:
+        return path
+    raise error(f"{source}: {what} {path!r} is not a relative path inside the dataset folder ({problem}; "
+                f"no leading '/', drive letter or '..'); {fix}")

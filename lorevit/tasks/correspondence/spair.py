@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lorevit.tasks.errors import TaskError
+from lorevit.utils.paths import safe_component
 
 SPLITS = ("trn", "val", "test")
 
@@ -73,7 +74,8 @@ def pair_names(root: Path, split: str) -> list[str]:
         raise TaskError(f"--split {split!r} is not a SPair-71k split; choose from {', '.join(SPLITS)}")
     layout = root / "Layout" / "large" / f"{split}.txt"
     if layout.is_file():
-        return [line.strip() for line in layout.read_text().splitlines() if line.strip()]
+        return [safe_component(line.strip(), "pair name", f"{layout} line {n}", TaskError, "fix the list")
+                for n, line in enumerate(layout.read_text().splitlines(), 1) if line.strip()]
     folder = root / "PairAnnotation" / split
     if not folder.is_dir():
         raise TaskError(f"{root}: neither {layout} nor {folder} exists; is this the SPair-71k folder?")
@@ -124,10 +126,11 @@ def read_pair(root: Path, split: str, name: str, check_images: bool = True) -> P
     missing = [f for f in fields if f not in ann]
     if missing:
         raise TaskError(f"pair {name}: {path} lacks field(s) {', '.join(missing)}")
-    category = str(ann["category"])
+    category = safe_component(ann["category"], "category", f"pair {name}: {path}", TaskError)
     sides = {}
     for side in ("src", "trg"):
-        image = root / "JPEGImages" / category / str(ann[f"{side}_imname"])
+        imname = safe_component(ann[f"{side}_imname"], f"{side}_imname", f"pair {name}: {path}", TaskError)
+        image = root / "JPEGImages" / category / imname
         size = _size(name, side, ann[f"{side}_imsize"])
         if check_images:
             _check_image(name, image, size)

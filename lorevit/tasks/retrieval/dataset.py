@@ -27,8 +27,9 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from lorevit.utils.safe_pickle import BYTES_GLOBALS, NUMPY_GLOBALS, UnsafePickleError, safe_load
 from lorevit.tasks.errors import TaskError
+from lorevit.utils.paths import safe_component
+from lorevit.utils.safe_pickle import BYTES_GLOBALS, NUMPY_GLOBALS, UnsafePickleError, safe_load
 
 OFFICIAL = ("roxford5k", "rparis6k")
 EXT = ".jpg"
@@ -115,6 +116,9 @@ def validate_gnd(data, path: Path) -> dict:
     for key in ("imlist", "qimlist"):
         if not isinstance(data[key], list) or not all(isinstance(n, str) for n in data[key]):
             fail(f"'{key}' must be a list of image names (str)")
+        for i, n in enumerate(data[key]):  # each becomes jpg/<name>.jpg
+            safe_component(n, "image name", f"{path}: {key}[{i}]", TaskError,
+                           "fix the file (names are flat file names in jpg/, without .jpg)")
     if not isinstance(data["gnd"], list) or not all(isinstance(g, dict) for g in data["gnd"]):
         fail("'gnd' must be a list of dicts")
     n_db, n_q = len(data["imlist"]), len(data["qimlist"])

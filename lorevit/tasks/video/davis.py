@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from lorevit.tasks.errors import TaskError
+from lorevit.utils.paths import safe_component
 
 VOID = 255
 RESOLUTION = "480p"
@@ -125,10 +126,12 @@ class Davis:
 
     def names(self, split: str = "val") -> list[str]:
         """The sequence names of ``ImageSets/2017/<split>.txt``, in file order."""
+        safe_component(split, "set", "--set", TaskError, "give a set name such as val")
         path = self.root / "ImageSets" / "2017" / f"{split}.txt"
         if not path.is_file():
             raise TaskError(f"{path} is missing: --set {split} needs ImageSets/2017/{split}.txt")
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        names = [safe_component(line.strip(), "sequence name", f"{path} line {n}", TaskError, "fix the list")
+                 for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
         if not names:
             raise TaskError(f"{path} lists no sequence")
         return names
@@ -137,6 +140,8 @@ class Davis:
         """The split's sequences (filtered to ``only``, in split order), each checked on disk."""
         names = self.names(split)
         if only:
+            for name in only:
+                safe_component(name, "sequence name", "--sequences", TaskError, "give names listed in the set")
             unknown = [n for n in only if n not in names]
             if unknown:
                 raise TaskError(f"--sequences: {', '.join(unknown)} not in ImageSets/2017/{split}.txt "
