@@ -41,6 +41,17 @@ def _unsafe_part(part: str) -> str | None:
     return None
 
 
+def _unusable_text(value) -> str | None:
+    """Why ``value`` cannot be a name at all (not a string, empty, padded with whitespace), or None."""
+    if not isinstance(value, str):
+        return f"not a string but {type(value).__name__}"
+    if not value:
+        return "it is empty"
+    if value != value.strip():
+        return "it starts or ends with whitespace"
+    return None
+
+
 def safe_component(name, what: str, source, error: type[Exception] = ValueError,
                    fix: str = "fix the file") -> str:
     """``name`` when it is one plain path component, else ``error(message)``.
@@ -49,16 +60,9 @@ def safe_component(name, what: str, source, error: type[Exception] = ValueError,
     NUL, a drive letter (``C:``) and leading/trailing whitespace. ``source`` names where the name
     came from (e.g. ``"DAVIS/ImageSets/2017/val.txt line 3"``); the message is one line.
     """
-    if not isinstance(name, str):
-        problem = f"not a string but {type(name).__name__}"
-    elif not name:
-        problem = "it is empty"
-    elif name != name.strip():
-        problem = "it starts or ends with whitespace"
-    elif "/" in name or "\\" in name:
-        problem = "it holds a '/' or '\\'"
-    else:
-        problem = _unsafe_part(name)
+    problem = _unusable_text(name)
+    if problem is None:
+        problem = "it holds a '/' or '\\'" if "/" in name or "\\" in name else _unsafe_part(name)
     if problem is None:
         return name
     raise error(f"{source}: {what} {name!r} is not a plain file or folder name ({problem}; "
@@ -72,15 +76,8 @@ def safe_relative(path, what: str, source, error: type[Exception] = ValueError,
     ``/`` and ``\\`` both separate components; refused: a non-string, empty, absolute (leading
     separator or drive letter), any ``..`` component, NUL, leading/trailing whitespace.
     """
-    if not isinstance(path, str):
-        problem = f"not a string but {type(path).__name__}"
-    elif not path:
-        problem = "it is empty"
-    elif path != path.strip():
-        problem = "it starts or ends with whitespace"
-    elif path[0] in "/\\":
-        problem = "it is absolute"
-    else:
+    problem = _unusable_text(path) or ("it is absolute" if path[0] in "/\\" else None)
+    if problem is None:
         parts = [p for p in path.replace("\\", "/").split("/") if p]
         problem = next(("it goes up with '..'" if p == ".." else f"its part {p!r}: {why}" for p in parts
                         if (why := _unsafe_part(p)) and p != "."), None)
