@@ -45,54 +45,26 @@ def _categories(values: list[str] | None) -> list[str] | None:
 
 
 def cmd_correspondence(args: argparse.Namespace) -> int:
-    from lorevit.utils.io import atomic_write, write_json
     from lorevit.cli.options import extractor_from_args
-    from lorevit.tasks.features import setup_record
+    from lorevit.tasks.correspondence.run import run_correspondence
+    from lorevit.tasks.correspondence.spair import read_pairs
     from lorevit.tasks.errors import TaskError
-    from lorevit.tasks.correspondence.protocol import evaluate, evaluate_identity
-    from lorevit.tasks.correspondence.figure import render_pairs, spread
-    from lorevit.tasks.correspondence.spair import limit_per_category, read_pairs
 
     if args.max_pairs is not None and args.max_pairs < 1:
         raise TaskError(f"--max-pairs must be a positive integer, got {args.max_pairs}")
     if args.image_size < 1:
         raise TaskError(f"--image-size must be a positive integer, got {args.image_size}")
-    data = read_pairs(args.data_root, args.split, _categories(args.category), skip_bad=args.skip_bad)
-    pairs = limit_per_category(data.pairs, args.max_pairs)
+    data = read_pairs(args.data_root, args.split, _categories(args.category), skip_bad=args.skip_bad)  # bad input first
     extractor = extractor_from_args(args)
-    result = evaluate(pairs, extractor, args.image_size, args.method, args.batch_size, progress="correspondence")
-    table, identity = result.table(), evaluate_identity(pairs).table()
     output = Path(args.output)
-    report = {
-        "pck": table,
-        "identity_baseline": {a: {k: v[k] for k in ("per_image", "per_point", "category_mean")} for a, v in identity.items()},
-        "pairs": len(pairs), "points": table["0.1"]["points"],
-        "skipped": {"count": len(data.skipped), "pairs": data.skipped},
-        "pairs_per_s": round(result.pairs_per_s, 3), "seconds": round(result.seconds, 2),
-        "feature_seconds": round(result.feature_seconds, 2),
-        "data": {"root": str(data.root), "split": data.split, "categories": sorted({p.category for p in pairs}),
-                 "max_pairs_per_category": args.max_pairs},
-        "setup": setup_record(extractor, task="correspondence", image_size=args.image_size, resize="anisotropic bicubic",
-                              features="last-block patch tokens after the final norm",
-                              upsampling="bilinear, align_corners=False, to the original (H, W)",
-                              matching="argmax cosine over every target pixel (source vector at integer [y, x])",
-                              method=args.method, threshold="alpha * max(x2-x1, y2-y1) of the target bbox, <=",
-                              direction="source -> target", scale="percent"),
-    }
-    figure = None
-    if args.figure_pairs > 0:  # rendered in memory first: nothing is written before everything is computed
-        shown = spread(len(pairs), args.figure_pairs)
-        figure = render_pairs([pairs[i] for i in shown], [result.preds[i] for i in shown],
-                              title=f"{extractor.label}: PCK@0.1 source → target")
-    write_json(output / "predictions.json", result.predictions())
-    if figure is not None:
-        atomic_write(output / "correspondence.png", lambda tmp: tmp.write_bytes(figure))
-    write_json(output / "correspondence.json", report)
+    report = run_correspondence(data, extractor, output, args.image_size, args.method, args.batch_size,
+                                args.max_pairs, args.figure_pairs)
+    table, identity = report["pck"], report["identity_baseline"]
     p = table["0.1"]
     skipped = f", {len(data.skipped)} bad pair(s) skipped" if data.skipped else ""
-    print(f"correspondence [{extractor.label}] {len(pairs)} pairs{skipped}: PCK@0.1 per image {p['per_image']:.2f}, "
+    print(f"correspondence [{extractor.label}] {report['pairs']} pairs{skipped}: PCK@0.1 per image {p['per_image']:.2f}, "
           f"per point {p['per_point']:.2f}, category mean {p['category_mean']:.2f} "
-          f"(identity {identity['0.1']['per_image']:.2f}); {result.pairs_per_s:.2f} pairs/s → {output}/correspondence.json")
+          f"(identity {identity['0.1']['per_image']:.2f}); {report['pairs_per_s']:.2f} pairs/s → {output}/correspondence.json")
     return 0
 
 

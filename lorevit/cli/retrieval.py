@@ -45,9 +45,8 @@ def _check_output(path: Path) -> Path:
 def cmd_retrieval(args) -> int:
     from lorevit.utils.io import write_json
     from lorevit.cli.options import extractor_from_args
-    from lorevit.tasks.features import setup_record
     from lorevit.tasks.retrieval.dataset import read_dataset
-    from lorevit.tasks.retrieval.run import MULTISCALE, run_retrieval
+    from lorevit.tasks.retrieval.run import retrieval_setup, run_retrieval
 
     if not args.dataset or any(c in args.dataset for c in "/\\") or args.dataset in (".", ".."):
         raise TaskError(f"--dataset {args.dataset!r} must be a folder name under --data-root, e.g. roxford5k")
@@ -58,13 +57,8 @@ def cmd_retrieval(args) -> int:
     extractor = extractor_from_args(args)
     imsize = args.imsize or None
     result = run_retrieval(extractor, dataset, imsize, args.crop_queries, args.multiscale, args.batch_size)
-    query_mode = "crop to bbx (official)" if args.crop_queries else "full image, no crop (DINO)"
-    result["setup"] = setup_record(
-        extractor, task="retrieval", dataset=args.dataset, data_root=str(Path(args.data_root).expanduser()),
-        imsize=imsize, resize="PIL thumbnail, LANCZOS, aspect kept, never upsampled", query_mode=query_mode,
-        crop_queries=bool(args.crop_queries), multiscale=list(MULTISCALE) if args.multiscale else [1.0],
-        feature="CLS after the final norm (pre-logits)", ranking="cosine, one matrix product, stable argsort",
-        scale="fraction", batch_size=args.batch_size)
+    result["setup"] = retrieval_setup(extractor, args.dataset, args.data_root, imsize, args.crop_queries,
+                                      args.multiscale, args.batch_size)
     write_json(output / "retrieval.json", result)
     print(summary(result, output / "retrieval.json"))
     return 0

@@ -6,7 +6,7 @@
 - :mod:`.metrics`: PCK per image / per point / per category, pure functions of arrays;
 - :mod:`.protocol`: the protocol over a list of pairs with a :class:`~lorevit.tasks.FeatureExtractor`;
 - :mod:`.figure`: matched keypoints drawn side by side;
-- :mod:`.bench` (``lorevit bench tasks``); the command is :mod:`lorevit.cli.correspondence`, the stand-ins
+- :mod:`.run`: the whole ``lorevit correspondence`` run and its files; :mod:`.bench` (``lorevit bench tasks``); the command is :mod:`lorevit.cli.correspondence`, the stand-ins
   (C1–C4, §4) :mod:`lorevit.tasks.standins.correspondence`.
 """
 _NAMES = {"protocol": ("Evaluation", "evaluate", "evaluate_identity"), "matching": ("identity_prediction", "match"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lorevit.utils.progress import progress_bar
-from lorevit.tasks.features import FeatureExtractor, same_size_batches
+from lorevit.tasks.features import FeatureExtractor, same_size_batches, setup_record
 from lorevit.tasks.retrieval.dataset import RetrievalDataset, iter_tensors, size_sorted
 from lorevit.tasks.retrieval.evaluate import KAPPAS, evaluate, rank
 
@@ -97,3 +98,15 @@ def run_retrieval(extractor: FeatureExtractor, dataset: RetrievalDataset, imsize
 def _finite(value: float) -> float | None:
     """NaN (a protocol where no query has a positive) → None, so retrieval.json stays strict JSON."""
     return None if value is None or math.isnan(value) else float(value)
+
+
+def retrieval_setup(extractor: FeatureExtractor, dataset: str, data_root: str | Path, imsize: int | None,
+                    crop_queries: bool, multiscale: bool, batch_size: int) -> dict:
+    """What ``retrieval.json`` says about how it was made (``setup``)."""
+    query_mode = "crop to bbx (official)" if crop_queries else "full image, no crop (DINO)"
+    return setup_record(
+        extractor, task="retrieval", dataset=dataset, data_root=str(Path(data_root).expanduser()),
+        imsize=imsize, resize="PIL thumbnail, LANCZOS, aspect kept, never upsampled", query_mode=query_mode,
+        crop_queries=bool(crop_queries), multiscale=list(MULTISCALE) if multiscale else [1.0],
+        feature="CLS after the final norm (pre-logits)", ranking="cosine, one matrix product, stable argsort",
+        scale="fraction", batch_size=batch_size)
