@@ -182,7 +182,7 @@ def test_missing_annotation_file_is_an_error(tmp_path):
 
 
 def test_opencv_matrix_parser_and_homography_from_corners(tmp_path):
-    from lorevit.tasks.standins.correspondence import apply_homography, homography_from_corners, read_opencv_matrix
+    from lorevit.tasks.standins.geometry import apply_homography, homography_from_corners, read_opencv_matrix
 
     xml = tmp_path / "H.xml"
     xml.write_text('<?xml version="1.0"?>\n<opencv_storage>\n<H13 type_id="opencv-matrix">\n  <rows>3</rows>\n'
@@ -199,8 +199,9 @@ def test_opencv_matrix_parser_and_homography_from_corners(tmp_path):
 def test_standins_are_exact_and_idempotent(tmp_path):
     pytest.importorskip("skimage")
     from lorevit.tasks.standins import correspondence as standins
+    from lorevit.tasks.standins.photos import OPENCV_DATA
 
-    if not (standins.OPENCV_DATA / "graf1.png").is_file():
+    if not (OPENCV_DATA / "graf1.png").is_file():
         pytest.skip("opencv-doc is not installed")
     root = standins.build(tmp_path, say=lambda s: None)[0]
     manifest = json.loads((tmp_path / standins.NAME / "standins.json").read_text())

@@ -123,7 +123,8 @@ def test_standin_geometry_and_official_writer(tmp_path):
     from PIL import Image
 
     from lorevit.tasks.retrieval import read_dataset
-    from lorevit.tasks.standins.retrieval import is_built, view_homography, visible_fraction, write_official
+    from lorevit.tasks.standins.geometry import view_homography, visible_fraction
+    from lorevit.tasks.standins.retrieval import is_built, write_official
 
     H = view_homography((50, 40), (60, 40), 1.0, 0.0)
     assert np.allclose(H @ [50, 40, 1], [30, 20, 1])  # the centre lands at the view's centre

@@ -15,6 +15,9 @@ Written in the SPair-71k on-disk layout (``JPEGImages/<category>/``, ``PairAnnot
 Keypoints: a regular grid on the source (integer pixels) whose ground truth lands inside the target
 (and, for stereo, where the disparity is known); at most :data:`MAX_KPS` per pair, an even subset.
 Target keypoints keep their exact sub-pixel positions. Boxes: the box of each side's keypoints.
+Photos come from :mod:`.photos` (a missing opencv-doc is one TaskError naming the fix; the Motorcycle set
+with its disparity from ``skimage.data.stereo_motorcycle``); the homographies, warps and the OpenCV XML
+reader are :mod:`.geometry`'s; the disparity maps and keypoint grids are here.
 Seeded, deterministic, idempotent (a finished build is marked by ``standins.json``).
 
 What they show and do not show: x/y and W/H order, upsampling alignment, thresholds and aggregation,
@@ -24,9 +27,7 @@ matching, which is SPair's point; numbers are not comparable to the paper's.
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable
 
@@ -34,14 +35,15 @@ import numpy as np
 
 from lorevit.utils.io import write_json
 from lorevit.tasks.errors import TaskError
+from lorevit.tasks.standins import photos
+from lorevit.tasks.standins.geometry import apply_homography, flip, random_homography, read_opencv_matrix, rotation, warp
 
 NAME = "spair-geometric"
 VERSION = 1
 SEED = 0
 MAX_KPS = 30
 GRID = 8  # grid points per side before filtering
-OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
-PHOTOS = ("chelsea", "astronaut", "coffee", "rocket", "china", "flower")
+PHOTOS = ("sk:chelsea.png", "sk:astronaut.png", "sk:coffee.png", "sk:rocket.jpg", "sl:china.jpg", "sl:flower.jpg")
 ROTATIONS = (30, 45, 60, 90, 75, 90)  # degrees, one per photo (90 twice: W and H swap exactly)
 
 
@@ -90,7 +92,7 @@ class SPairWriter:
         if (category, file) not in self.images:
             folder = self.root / "JPEGImages" / category
             folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(_uint8(pixels)).save(folder / file, quality=95)
+            Image.fromarray(photos.to_uint8(pixels)).save(folder / file, quality=95)
             self.images.add((category, file))
         return file
 
@@ -128,15 +130,6 @@ class SPairWriter:
         return {c: self.categories.count(c) for c in dict.fromkeys(self.categories)}
 
 
-def _uint8(pixels: np.ndarray) -> np.ndarray:
-    pixels = np.asarray(pixels)
-    if pixels.dtype != np.uint8:
-        pixels = np.clip(np.rint(pixels * 255 if pixels.max() <= 1.0 else pixels), 0, 255).astype(np.uint8)
-    if pixels.ndim == 2:
-        pixels = np.stack([pixels] * 3, axis=-1)
-    return pixels[..., :3]
-
-
 def _box(kps: np.ndarray) -> list[float]:
     kps = np.asarray(kps, dtype=np.float64)
     x1, y1 = kps.min(axis=0)
@@ -165,38 +158,12 @@ def keep(src: np.ndarray, trg: np.ndarray, valid: np.ndarray) -> tuple[np.ndarra
     return src[idx], trg[idx]
 
 
-def apply_homography(M: np.ndarray, kps: np.ndarray) -> np.ndarray:
-    """[x, y] (N, 2) through a 3 × 3 homography (pixel coordinates, x right, y down)."""
-    pts = np.concatenate([np.asarray(kps, dtype=np.float64), np.ones((len(kps), 1))], axis=1) @ M.T
-    return pts[:, :2] / pts[:, 2:3]
-
-
-def read_opencv_matrix(path: Path, name: str | None = None) -> np.ndarray:
-    """A matrix from an OpenCV FileStorage XML (``<rows>``, ``<cols>``, ``<data>``), parsed with ElementTree."""
-    tree = ET.parse(path).getroot()
-    node = tree.find(name) if name else next(iter(tree))
-    if node is None:
-        raise TaskError(f"{path}: no matrix {name!r}")
-    rows, cols = int(node.findtext("rows")), int(node.findtext("cols"))
-    values = np.array([float(v) for v in re.split(r"\s+", node.findtext("data").strip())])
-    return values.reshape(rows, cols)
-
-
 # ---- C1: graffiti ------------------------------------------------------------------------------------------
-
-def _read(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    if not path.is_file():
-        raise TaskError(f"stand-in source {path} is missing: install Debian's opencv-doc (`make setup` does)")
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
 
 def graffiti(writer: SPairWriter) -> None:
     """C1: graf1 → graf3 through H1to3p, and graf3 → graf1 through its inverse."""
-    g1, g3 = _read(OPENCV_DATA / "graf1.png"), _read(OPENCV_DATA / "graf3.png")
-    M = read_opencv_matrix(OPENCV_DATA / "H1to3p.xml", "H13")
+    g1, g3 = photos.array("cv:graf1.png"), photos.array("cv:graf3.png")
+    M = read_opencv_matrix(photos.path("cv:H1to3p.xml"), "H13")
     for (a, A), (b, B), H in ((("graf1", g1), ("graf3", g3), M), (("graf3", g3), ("graf1", g1), np.linalg.inv(M))):
         src = grid_points(A.shape[1], A.shape[0])
         trg = apply_homography(H, src)
@@ -247,10 +214,10 @@ def motorcycle(writer: SPairWriter) -> None:
 
 def aloe(writer: SPairWriter) -> dict:
     """C3: Middlebury Aloe; checks that aloeGT.png is disparity in full-resolution pixels, then writes the pairs."""
-    left, right = _read(OPENCV_DATA / "aloeL.jpg"), _read(OPENCV_DATA / "aloeR.jpg")
+    left, right = photos.array("cv:aloeL.jpg"), photos.array("cv:aloeR.jpg")
     from PIL import Image
 
-    with Image.open(OPENCV_DATA / "aloeGT.png") as im:
+    with Image.open(photos.path("cv:aloeGT.png")) as im:
         disp = np.asarray(im, dtype=np.float64)
     if disp.ndim == 3:
         disp = disp[..., 0]
@@ -276,65 +243,10 @@ def disparity_scale_check(left: np.ndarray, right: np.ndarray, disp: np.ndarray)
 
 # ---- C4: known warps of real photos ------------------------------------------------------------------------
 
-def photo(name: str) -> np.ndarray:
-    if name in ("china", "flower"):
-        from sklearn.datasets import load_sample_image
-
-        return load_sample_image(f"{name}.jpg")
-    import skimage.data
-
-    return _uint8(getattr(skimage.data, name)())
-
-
-def warp(image: np.ndarray, M: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``image`` warped by the homography M (source → target pixels) onto an (H, W) canvas, black outside."""
-    from skimage.transform import ProjectiveTransform
-    from skimage.transform import warp as sk_warp
-
-    out = sk_warp(image, ProjectiveTransform(M).inverse, output_shape=shape, order=1, preserve_range=True, cval=0)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def random_homography(W: int, H: int, rng: np.random.Generator, strength: float) -> tuple[np.ndarray, tuple[int, int]]:
-    """A perspective warp: anisotropic scale 0.8–1.25 per axis and corners moved inward by up to ``strength``."""
-    sx, sy = rng.uniform(0.8, 1.25, size=2)
-    Wt, Ht = int(round(W * sx)), int(round(H * sy))
-    src = np.array([[0, 0], [W - 1, 0], [W - 1, H - 1], [0, H - 1]], dtype=np.float64)
-    dst = src * [(Wt - 1) / (W - 1), (Ht - 1) / (H - 1)]
-    jitter = rng.uniform(0, strength, size=(4, 2)) * [Wt - 1, Ht - 1]
-    dst = dst + jitter * np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]])  # every corner moves inward
-    return homography_from_corners(src, dst), (Ht, Wt)
-
-
-def homography_from_corners(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The 3 × 3 homography (h₃₃ = 1) taking 4 points ``src`` to ``dst`` exactly (an 8 × 8 linear solve)."""
-    rows, rhs = [], []
-    for (x, y), (u, v) in zip(src, dst):
-        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
-        rhs += [u, v]
-    return np.append(np.linalg.solve(np.array(rows), np.array(rhs)), 1.0).reshape(3, 3)
-
-
-def rotation(W: int, H: int, degrees: float) -> tuple[np.ndarray, tuple[int, int]]:
-    """Rotation by ``degrees`` (counter-clockwise on screen) about the image centre, onto the expanded canvas."""
-    t = np.deg2rad(degrees)
-    R = np.array([[np.cos(t), np.sin(t), 0], [-np.sin(t), np.cos(t), 0], [0, 0, 1]])  # y points down
-    corners = apply_homography(R, np.array([[0, 0], [W - 1, 0], [W - 1, H - 1], [0, H - 1]], dtype=np.float64))
-    low, high = corners.min(axis=0), corners.max(axis=0)
-    shift = np.array([[1, 0, -low[0]], [0, 1, -low[1]], [0, 0, 1]])
-    size = np.rint(high - low).astype(int) + 1
-    return shift @ R, (int(size[1]), int(size[0]))
-
-
-def flip(W: int, H: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Horizontal mirror: x → W − 1 − x."""
-    return np.array([[-1.0, 0, W - 1], [0, 1, 0], [0, 0, 1]]), (H, W)
-
-
 def warps(writer: SPairWriter, rng: np.random.Generator) -> None:
     """C4: per photo two perspective warps (mild, strong), a horizontal flip and one rotation."""
-    for k, name in enumerate(PHOTOS):
-        image = photo(name)
+    for k, ref in enumerate(PHOTOS):
+        name, image = photos.stem(ref), photos.array(ref)
         H, W = image.shape[:2]
         jobs = [("homography", f"{name}_persp1", *random_homography(W, H, rng, 0.10)),
                 ("homography", f"{name}_persp2", *random_homography(W, H, rng, 0.22)),

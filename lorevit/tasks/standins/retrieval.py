@@ -19,6 +19,8 @@ queries in ``jpg/`` but not in ``imlist``), so :func:`~.dataset.read_dataset` re
   aloeR, motorcycle_right, aero3, box_in_scene, basketball2, rubberwhale2, Blender_Suzanne2) as
   *hard*; 20 more real photos are distractors. 25 queries, 154 database images.
 
+Photos are read through :mod:`.photos` (references ``cv:``/``sk:``/``sl:``); the views' homographies
+(:func:`~.geometry.view_homography`, :func:`~.geometry.visible_fraction`) and the warp are :mod:`.geometry`'s.
 Seeded and deterministic; idempotent (a finished set — its ``gnd`` pickle, written last, and a
 matching ``standin.json`` — is never rebuilt).
 """
@@ -35,18 +37,19 @@ from PIL import Image, ImageFilter
 
 from lorevit.utils.io import atomic_write, write_json
 from lorevit.tasks.retrieval.dataset import EXT, gnd_path
+from lorevit.tasks.standins import photos
+from lorevit.tasks.standins.geometry import view_homography, visible_fraction, warp
 
 VERSION = 2
 SEED = 0
 JPEG_QUALITY = 92
 MAX_SIDE = 1024  # larger real photos are downscaled to this longer side first
 VIEW_SIZE = (640, 480)  # every synthetic view (portrait photos: 480×640), like most opencv-doc photos
-OPENCV = Path("/usr/share/doc/opencv-doc/examples/data")
 FMNIST = "standin-fashion-mnist"
 DIGITS = "standin-digits"  # R1 from scikit-learn's digits: built only when Fashion-MNIST is not installed
 MINI = "standin-mini"
 
-# (query photo, its real second view or None); library: "cv" (opencv-doc), "sk" (scikit-image), "sl" (scikit-learn)
+# (query photo, its real second view or None): references of :mod:`.photos` ("cv:", "sk:", "sl:")
 MINI_PHOTOS = [
     ("cv:graf1.png", "cv:graf3.png"), ("cv:leuvenA.jpg", "cv:leuvenB.jpg"), ("cv:aloeL.jpg", "cv:aloeR.jpg"),
     ("sk:motorcycle_left.png", "sk:motorcycle_right.png"), ("cv:aero1.jpg", "cv:aero3.jpg"),
@@ -207,48 +210,17 @@ def _hard_class_view(image: Image.Image, rng: np.random.Generator) -> Image.Imag
 
 
 # -------------------------------------------------------------------------------- R2 instance level
-def real_image(ref: str) -> Image.Image:
-    """``cv:name`` (opencv-doc examples/data), ``sk:name`` (scikit-image data), ``sl:name`` (scikit-learn images)."""
-    lib, name = ref.split(":", 1)
-    if lib == "cv":
-        path = OPENCV / name
-    elif lib == "sk":
-        import skimage
-
-        path = Path(skimage.__file__).parent / "data" / name
-    else:
-        import sklearn
-
-        path = Path(sklearn.__file__).parent / "datasets" / "images" / name
-    with Image.open(path) as f:
-        image = f.convert("RGB")
-    if max(image.size) > MAX_SIDE:
-        image.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
-    return image
-
-
-def available(refs) -> list:
-    def present(ref):
-        try:
-            real_image(ref)
-            return True
-        except (OSError, ImportError):
-            return False
-
-    return [r for r in refs if present(r if isinstance(r, str) else r[0])]
-
-
 def build_mini(folder: Path, say=print) -> bool:
-    photos = [(q, v if v is None or available([v]) else None) for q, v in available(MINI_PHOTOS)]
-    if len(photos) < 5:
-        say(f"[retrieval] {MINI} skipped: only {len(photos)} source photos found (install opencv-doc, scikit-image)")
+    pairs = [(q, v if v is None or photos.available([v]) else None) for q, v in photos.available(MINI_PHOTOS)]
+    if len(pairs) < 5:
+        say(f"[retrieval] {MINI} skipped: only {len(pairs)} source photos found (install opencv-doc, scikit-image)")
         return False
-    backgrounds = [np.asarray(real_image(b), dtype=np.float32) / 255 for b in available(BACKGROUNDS)] or [None]
+    backgrounds = [photos.to_float(photos.image(b, MAX_SIDE)) for b in photos.available(BACKGROUNDS)] or [None]
     rng = np.random.default_rng(SEED)
     db, queries = [], []
-    for q_ref, view_ref in photos:
-        stem = Path(q_ref.split(":", 1)[1]).stem.lower()
-        photo = real_image(q_ref)
+    for q_ref, view_ref in pairs:
+        stem = photos.stem(q_ref)
+        photo = photos.image(q_ref, MAX_SIDE)
         bbx = (_full_box(photo) if stem == "box" else _query_box(photo, rng))
         names = {"easy": [], "hard": [], "junk": []}
         for kind, count in (("easy", 2), ("hard", 2), ("junk", 1)):
@@ -259,15 +231,15 @@ def build_mini(folder: Path, say=print) -> bool:
                 names[kind].append(name)
         if view_ref is not None:
             name = f"{stem}_view2"
-            db.append((name, real_image(view_ref)))
+            db.append((name, photos.image(view_ref, MAX_SIDE)))
             names["hard"].append(name)
         queries.append((f"{stem}_query", photo, bbx, names))
-    for ref in available(MINI_DISTRACTORS):
-        db.append((f"distractor_{Path(ref.split(':', 1)[1]).stem.lower()}", real_image(ref)))
+    for ref in photos.available(MINI_DISTRACTORS):
+        db.append((f"distractor_{photos.stem(ref)}", photos.image(ref, MAX_SIDE)))
     images, imlist, qimlist, gnd = assemble(db, queries, rng)
     write_official(folder, MINI, images, imlist, qimlist, gnd,
                    {"kind": "R2 mini instance-level", "queries": len(qimlist), "database": len(imlist),
-                    "photos": [p for p, _ in photos], "second_views": [v for _, v in photos if v],
+                    "photos": [p for p, _ in pairs], "second_views": [v for _, v in pairs if v],
                     "easy": "crop, scale 0.8-1.25, rotation <= 10 deg",
                     "hard": "perspective, scale 0.4-0.6, rotation 30-60 deg, colour + blur, over a texture; real second views",
                     "junk": "3-25% of the query box visible"})
@@ -285,31 +257,6 @@ def _query_box(photo: Image.Image, rng) -> list[float]:
     bw, bh = w * rng.uniform(0.5, 0.7), h * rng.uniform(0.5, 0.7)
     x1, y1 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
     return [float(round(x1)), float(round(y1)), float(round(x1 + bw)), float(round(y1 + bh))]
-
-
-def view_homography(center, size, scale: float, angle_deg: float, perspective=(0.0, 0.0)) -> np.ndarray:
-    """3×3 map from photo pixels to view pixels: ``center`` of the photo lands at the view's centre."""
-    w, h = size
-    a = math.radians(angle_deg)
-    to_origin = np.array([[1, 0, -center[0]], [0, 1, -center[1]], [0, 0, 1]], dtype=np.float64)
-    similarity = np.array([[scale * math.cos(a), -scale * math.sin(a), 0],
-                           [scale * math.sin(a), scale * math.cos(a), 0], [0, 0, 1]])
-    keystone = np.array([[1, 0, 0], [0, 1, 0], [perspective[0], perspective[1], 1]])
-    to_view = np.array([[1, 0, w / 2], [0, 1, h / 2], [0, 0, 1]])
-    return to_view @ keystone @ similarity @ to_origin
-
-
-def visible_fraction(H: np.ndarray, bbx, size, n: int = 40) -> float:
-    """The fraction of the query box (a n×n grid of points) that ``H`` maps inside the view."""
-    xs = np.linspace(bbx[0], bbx[2], n)
-    ys = np.linspace(bbx[1], bbx[3], n)
-    gx, gy = np.meshgrid(xs, ys)
-    pts = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)])  # 3, n*n
-    mapped = H @ pts
-    z = mapped[2]
-    x, y = mapped[0] / z, mapped[1] / z
-    inside = (z > 0) & (x >= 0) & (x < size[0]) & (y >= 0) & (y < size[1])
-    return float(inside.mean())
 
 
 def synthetic_view(photo: Image.Image, bbx, kind: str, rng, background: np.ndarray | None) -> Image.Image:
@@ -343,21 +290,18 @@ def synthetic_view(photo: Image.Image, bbx, kind: str, rng, background: np.ndarr
             break
     else:
         raise RuntimeError(f"could not draw a {kind} view of a {w}×{h} photo")
-    view = warp(photo, H, size, background, rng)
+    view = _onto_texture(photo, H, size, background, rng)
     if kind == "hard":
         view = _recolour(view, rng).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
     return view
 
 
-def warp(photo: Image.Image, H: np.ndarray, size, background: np.ndarray | None, rng) -> Image.Image:
-    """``photo`` seen through ``H`` on a ``size`` canvas; pixels off the photo show a real texture."""
-    from skimage.transform import ProjectiveTransform
-    from skimage.transform import warp as sk_warp
-
-    src = np.asarray(photo, dtype=np.float32) / 255  # h, w, 3
+def _onto_texture(photo: Image.Image, H: np.ndarray, size, background: np.ndarray | None, rng) -> Image.Image:
+    """``photo`` seen through ``H`` on a ``size`` canvas; pixels off the photo show a real texture
+    (tiled, at a random offset), mid-grey without one."""
+    src = photos.to_float(photo)  # h, w, 3
     rgba = np.concatenate([src, np.ones_like(src[..., :1])], axis=2)  # h, w, 4: alpha marks the photo
-    out = sk_warp(rgba, ProjectiveTransform(np.linalg.inv(H)), output_shape=(size[1], size[0]), order=1,
-                  mode="constant", cval=0.0)  # H_v, W_v, 4
+    out = warp(rgba, H, (size[1], size[0]))  # H_v, W_v, 4
     alpha = out[..., 3:]
     if background is None:
         back = np.full_like(out[..., :3], 0.5)
@@ -367,8 +311,7 @@ def warp(photo: Image.Image, H: np.ndarray, size, background: np.ndarray | None,
         tiled = np.tile(background, reps)
         oy, ox = int(rng.integers(bh)), int(rng.integers(bw))
         back = tiled[oy:oy + size[1], ox:ox + size[0]]
-    pixels = out[..., :3] * alpha + back * (1 - alpha)
-    return Image.fromarray((np.clip(pixels, 0, 1) * 255).round().astype(np.uint8))
+    return photos.from_float(out[..., :3] * alpha + back * (1 - alpha))
 
 
 def _recolour(view: Image.Image, rng) -> Image.Image:

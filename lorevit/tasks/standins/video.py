@@ -10,8 +10,9 @@ by construction (the same warped binary alpha composites the object and writes i
     <root>/DAVIS/ImageSets/2017/val.txt
 
 Sprites: the scikit-image ``horse`` silhouette filled with ``chelsea``'s fur, an elliptical cut of
-``astronaut``'s face, a polygon cut of ``rocket``'s body. Backgrounds: ``china`` (scikit-learn),
-``building.jpg`` (Debian opencv-doc; ``camera``-free fallback: ``coffee``), ``coffee``, ``astronaut``.
+``astronaut``'s face, a polygon cut of ``rocket``'s body. Backgrounds (:data:`BACKGROUNDS`): ``china``
+(scikit-learn), ``building.jpg`` (Debian opencv-doc; without it: ``coffee``), ``coffee``, ``astronaut``.
+The photos are read through :mod:`.photos` (the horse silhouette, a mask, is ``skimage.data.horse()``).
 
 Proves: the whole propagation (one-hot, queue, neighbourhood, top-k, upsampling, resize back, ids)
 and the evaluator on real textures. Does not prove: robustness to deformation, appearance change or
@@ -29,12 +30,16 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lorevit.tasks.standins import photos
 from lorevit.tasks.video.davis import write_mask
 
 VERSION = 1
 WIDTH, HEIGHT = 854, 480
 QUALITY = 90
-OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+# a background's name (written to standins.json) → its photos in :mod:`.photos`, the first installed one
+# is used: without opencv-doc, "building" is coffee (still a real photo)
+BACKGROUNDS = {"china": ("sl:china.jpg",), "building": ("cv:building.jpg", "sk:coffee.png"),
+               "coffee": ("sk:coffee.png",), "astronaut": ("sk:astronaut.png",)}
 
 
 # -- sprites (RGBA with a binary alpha) ---------------------------------------------------------------
@@ -44,14 +49,12 @@ def _horse() -> np.ndarray:
 
     silhouette = ~data.horse()  # True on the horse
     h, w = silhouette.shape
-    fur = np.asarray(Image.fromarray(data.chelsea()).resize((w, h), Image.BICUBIC))
+    fur = np.asarray(Image.fromarray(photos.array("sk:chelsea.png")).resize((w, h), Image.BICUBIC))
     return np.dstack([fur, silhouette.astype(np.uint8) * 255])
 
 
 def _face() -> np.ndarray:
-    from skimage import data
-
-    image = data.astronaut()[20:200, 160:290]  # hair and face
+    image = photos.array("sk:astronaut.png")[20:200, 160:290]  # hair and face
     h, w = image.shape[:2]
     yy, xx = np.mgrid[:h, :w]
     ellipse = ((xx - w / 2 + 0.5) / (w / 2)) ** 2 + ((yy - h / 2 + 0.5) / (h / 2)) ** 2 <= 1
@@ -59,9 +62,7 @@ def _face() -> np.ndarray:
 
 
 def _rocket() -> np.ndarray:
-    from skimage import data
-
-    image = data.rocket()[120:420, 290:355]
+    image = photos.array("sk:rocket.jpg")[120:420, 290:355]
     polygon = [(32, 6), (18, 40), (14, 120), (10, 290), (56, 290), (50, 120), (47, 40)]
     alpha = Image.new("L", (image.shape[1], image.shape[0]), 0)
     ImageDraw.Draw(alpha).polygon(polygon, fill=255)
@@ -69,19 +70,9 @@ def _rocket() -> np.ndarray:
 
 
 def _background(name: str, pan: int) -> np.ndarray:
-    """A real photo resized to cover (854 + pan) × 480."""
-    from skimage import data
-
-    if name == "china":
-        from sklearn.datasets import load_sample_image
-
-        image = load_sample_image("china.jpg")
-    elif name == "building" and (OPENCV_DATA / "building.jpg").is_file():
-        image = np.asarray(Image.open(OPENCV_DATA / "building.jpg").convert("RGB"))
-    elif name == "building":
-        image = data.coffee()  # opencv-doc missing: still a real photo
-    else:
-        image = getattr(data, name)()
+    """The real photo of :data:`BACKGROUNDS` (or its fallback) resized to cover (854 + pan) × 480."""
+    candidates = BACKGROUNDS[name]
+    image = photos.array(next(iter(photos.available(candidates)), candidates[0]))  # none: the first one's error
     h, w = image.shape[:2]
     scale = max((WIDTH + pan) / w, HEIGHT / h)
     size = (math.ceil(w * scale), math.ceil(h * scale))
