@@ -31,8 +31,9 @@ from lorevit.utils.device import resolve_device
 from lorevit.utils.io import write_json, write_text
 from lorevit.factory import create_model
 from lorevit.bench.complexity import interleaved_times, make_train_step
+from lorevit.tasks.standins.photos import OPENCV_DATA
 
-PHOTO_DIRS = ("/usr/share/doc/opencv-doc/examples/data",)
+PHOTO_DIRS = (OPENCV_DATA,)  # the stand-ins' one photo source (lorevit.tasks.standins.photos)
 PHOTO_SUFFIXES = (".jpg", ".png")
 
 

@@ -1,7 +1,7 @@
 """The correspondence columns of ``lorevit bench tasks``: PCK@0.1 of B-B, LORE and the identity baseline.
 
 Real SPair-71k (test split) when ``ctx.data_root/SPair-71k`` exists, else the stand-ins of
-:mod:`.standins` (C1–C4, built under ``ctx.standins_root/correspondence``). Both feature sources see the
+:mod:`lorevit.tasks.standins.correspondence` (C1–C4, built under ``ctx.standins_root/correspondence``). Both feature sources see the
 very same pairs. ``ctx.quick``: the first 2 pairs of each category (real SPair: 1).
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@
 - :func:`protocol_gnd` / :func:`protocols`: the Easy / Medium / Hard ground truths;
 - :func:`read_dataset`: ``<data_root>/<name>/{gnd_<name>.pkl, jpg/}`` through a restricted unpickler;
 - :func:`run_retrieval`: features → one matrix product → ranks → E/M/H mAP and mP@k;
-- :mod:`.standins`: offline class-level and mini instance-level sets in the official layout;
+- :mod:`lorevit.tasks.standins.retrieval`: offline class-level and mini instance-level sets in the official layout;
 - :mod:`.bench`: the retrieval columns of ``lorevit bench tasks``.
 """
 from lorevit.tasks.retrieval.dataset import RetrievalDataset, crop_box, load_image, read_dataset, validate_gnd

@@ -6,7 +6,7 @@ B-B or LORE patch tokens, and a scorer with the official davis2017-evaluation se
 - :mod:`.evaluate` — scoring a results folder (``scores.json`` + the official CSVs);
 - :mod:`.propagate` — the label propagation;
 - :mod:`.run` — propagate + score + figure; :mod:`.cli` — ``lorevit video-seg {run,score}``;
-- :mod:`.standins` — V1 moving cut-outs; :mod:`.bench` — the columns of ``lorevit bench tasks``.
+- :mod:`lorevit.tasks.standins.video` — V1 moving cut-outs; :mod:`.bench` — the columns of ``lorevit bench tasks``.
 """
 from __future__ import annotations
 

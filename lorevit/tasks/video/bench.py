@@ -1,7 +1,7 @@
 """The video columns of ``lorevit bench tasks``: DAVIS-2017 J&F-Mean, J-Mean, F-Mean (percent).
 
 Real DAVIS-2017 val when ``<data-root>/DAVIS`` holds it (every sequence, every frame), else the V1
-stand-in (moving cut-outs, :mod:`.standins`). Rows: B-B, LORE and the "copy first frame" baseline,
+stand-in (moving cut-outs, :mod:`lorevit.tasks.standins.video`). Rows: B-B, LORE and the "copy first frame" baseline,
 all on exactly the same frames. On the stand-in the default is a subsample — the first
 ``STANDIN_MAX_FRAMES`` frames of each of its 4 sequences — because ViT-S/14 at 480p runs at about
 2–3 s a frame on a 2-core CPU (the whole set, 198 frames × 2 sources, would take ~20 min);
