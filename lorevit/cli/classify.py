@@ -157,7 +157,8 @@ def cmd_predict(args) -> int:
 
     device = resolve_device(args.device)
     model, cfg = load_adapter(args.adapter, device=device, weights=args.backbone_weights, strict=args.strict)
-    rows = predict_images(model, cfg, paths, batch_size=args.batch_size, device=device, top_k=args.top_k,
+    warn = lambda message: print(f"lorevit: warning: {message}", file=sys.stderr)  # noqa: E731 (the CLI prints)
+    rows = predict_images(model, cfg, paths, batch_size=args.batch_size, device=device, top_k=args.top_k, warn=warn,
                           strict=args.strict, progress=None)
     predicted = sum("top" in row for row in rows)
     skipped = len(rows) - predicted

@@ -16,7 +16,7 @@ import csv
 import glob
 import io
 import json
-import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")  # = readers'
 OUTPUT_FORMATS = (".csv", ".json")
 GLOB_CHARS = ("*", "?", "[")
+
+
+class UnreadableImageWarning(UserWarning):
+    """An input image that could not be read was skipped (the CLI shows it as one ``lorevit: warning:`` line)."""
 
 
 class PredictError(UserError, ValueError):
@@ -101,8 +105,9 @@ def predict_images(model: "PromptedClassifier", cfg: "Config", paths: Sequence[s
     """Top-k classes of every image, in the order of ``paths``, with the eval transform of the adapter's run.
 
     ``progress``: a tqdm bar over the images (None: only when there is more than one batch and stderr is a
-    terminal). An unreadable image gives ``{"path", "error"}`` and one ``warn(message)`` call (default: a line on
-    stderr); with ``strict`` it raises PredictError instead. ``top_k`` is capped at the number of classes.
+    terminal). An unreadable image gives ``{"path", "error"}`` and one ``warn(message)`` call (default: an
+    :class:`UnreadableImageWarning`); with ``strict`` it raises PredictError instead. ``top_k`` is capped at the
+    number of classes.
     """
     import torch
     from tqdm.auto import tqdm
@@ -111,7 +116,7 @@ def predict_images(model: "PromptedClassifier", cfg: "Config", paths: Sequence[s
 
     if batch_size < 1 or top_k < 1:
         raise PredictError(f"--batch-size and --top-k must be at least 1 (got {batch_size} and {top_k})")
-    warn = warn or (lambda message: print(f"lorevit: warning: {message}", file=sys.stderr))
+    warn = warn or (lambda message: warnings.warn(message, UnreadableImageWarning, stacklevel=3))
     transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False)
     model = model.to(device).eval()
     k = min(top_k, model.num_classes)
