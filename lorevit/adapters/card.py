@@ -8,7 +8,7 @@ import re
 
 import yaml
 
-from lorevit.config import ARCH_KEYS, Config, RUN_ONLY_KEYS
+from lorevit.config import ARCH_KEYS, RUN_ONLY_KEYS, Config, yaml_text
 
 PAPER_URL = "https://doi.org/10.1145/3664647.3680983"  # LORE_SPEC.md
 
@@ -51,7 +51,7 @@ def train_command(cfg: "Config") -> str:
     parts = ["lorevit train"]
     for key in keys:
         value = getattr(cfg, key)
-        text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+        text = yaml_text(value)
         if not re.fullmatch(r"[\w.:/@+-]+", text):
             text = "'" + text.replace("'", "'\\''") + "'"
         parts.append(f"--{key.replace('_', '-')} {text}")

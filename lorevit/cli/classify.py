@@ -93,9 +93,8 @@ def cmd_train(args) -> int:
         options = options_from_config(cfg)  # checked: a bad option value is one error line
         print(cfg.to_yaml(), end="")
         rows = describe_options(cfg.method)
-        print(f"# method {cfg.method}: " + ("its options (method_options: {...}" + (", or the flat keys of the same name"
-              if any(r["name"] in cfg.to_dict() for r in rows) else "") + "), as this run sets them:" if rows
-              else "no options of its own"))
+        print(f"# method {cfg.method}: " + ("its options as this run sets them (method_options, or a flat key of the "
+                                             "same name):" if rows else "no options of its own"))
         for row in rows:
             print(f"#   {row['name']}: {getattr(options, row['name'])!r}  ({row['type']}, default {row['default']!r})"
                   + (f"  {row['help']}" if row["help"] else ""))

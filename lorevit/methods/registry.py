@@ -13,9 +13,9 @@ import dataclasses
 import re
 from typing import Any
 
-from lorevit.config import METHOD_NAMES, Config, coerce, register_method_name, unregister_method_name
+from lorevit.config import METHOD_NAMES, Config, coerce, field_default, register_method_name, unregister_method_name
 from lorevit.errors import ConfigError, UserError
-from lorevit.methods.base import Method
+from lorevit.methods.base import Method, NoOptions
 
 METHODS: dict[str, type[Method]] = {}  # name → method class, in registration order
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -33,8 +33,6 @@ def register_method(name: str, method_cls: type[Method], options_cls: type | Non
     a class that is no :class:`~lorevit.methods.base.Method`, options that are not a dataclass, a dataclass
     whose fields lack defaults (a method must build from its defaults), or a built-in not in ``METHOD_NAMES``.
     """
-    from lorevit.methods.base import NoOptions
-
     options_cls = NoOptions if options_cls is None else options_cls
     if not isinstance(name, str) or not _NAME.match(name):
         raise MethodRegistrationError(f"register_method: {name!r} is not a method name; use lower-case letters, "
@@ -104,18 +102,20 @@ def build_options(name: str, values: dict[str, Any] | None = None) -> Any:
         raise ConfigError(f"method_options of {name!r}: {err}") from None
 
 
+def options_from(name: str, flat: dict[str, Any], method_options: dict[str, Any] | None = None) -> Any:
+    """The options of method ``name``: the flat keys in ``flat`` named like one of its options (``n_global``:
+    the built-ins' config keys; other keys are ignored), then ``method_options`` over them."""
+    values = {f.name: flat[f.name] for f in option_fields(name) if f.name in flat}
+    values.update(method_options or {})
+    return build_options(name, values)
+
+
 def options_from_config(cfg: Config) -> Any:
-    """A run's method options: the flat config keys named like an option (``n_global``), then ``method_options``."""
-    keys = set(Config.keys())
-    values = {f.name: getattr(cfg, f.name) for f in option_fields(cfg.method) if f.name in keys}
-    values.update(cfg.method_options)
-    return build_options(cfg.method, values)
+    """A run's method options: the flat config keys named like an option, then ``method_options``."""
+    return options_from(cfg.method, cfg.to_dict(), cfg.method_options)
 
 
 def describe_options(name: str) -> list[dict[str, Any]]:
     """Each option of method ``name``: its name, type, default and help (``lorevit train --print-config``)."""
-    out = []
-    for f in option_fields(name):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        out.append({"name": f.name, "type": str(f.type), "default": default, "help": f.metadata.get("help", "")})
-    return out
+    return [{"name": f.name, "type": str(f.type), "default": field_default(f), "help": f.metadata.get("help", "")}
+            for f in option_fields(name)]
