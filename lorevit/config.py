@@ -36,15 +36,20 @@ PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 WHITE_BOXES = ("paper", "public")  # issue 11 §3: the spec's White Box, or the public code's as an option
 HEADS = ("linear", "clip")
+RECIPES = ("auto", "published", "lore")  # --recipe: a baseline's official recipe, or LORE's (the config as written)
+OPTIMIZERS = ("sgd", "adamw")
+WARMUPS = ("linear", "constant")  # timm's linear ramp (VTAB recipes), Dassl's constant warm-up (CoOp family)
+SCHEDULE_INTERVALS = ("auto", "step", "epoch")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 # Lightning's loggers (issue 12 §5) → the import names that provide them (any one) and the pip package to install.
 LOGGERS = {"csv": ((), None), "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
            "wandb": (("wandb",), "wandb"), "mlflow": (("mlflow",), "mlflow")}
 # Ranges: (lowest allowed, whether the lowest itself is allowed).
-_AT_LEAST_1 = ("shots", "batch_size", "eval_batch_size", "img_size", "stage_shots", "vpt_prompts", "bottleneck",
+_AT_LEAST_1 = ("shots", "batch_size", "max_steps", "eval_batch_size", "img_size", "stage_shots", "vpt_prompts", "bottleneck",
                "knn", "top_n", "num_nodes", "val_subset", "test_subset", "selection_pool")
 _AT_LEAST_0 = ("epochs", "hard_epochs", "n_global", "n_local", "val_every", "num_workers", "test_seed", "seed",
-               "weight_decay", "kp_weight", "lr_min", "val_shots", "checkpoint_every_n_steps")
+               "weight_decay", "kp_weight", "lr_min", "val_shots", "checkpoint_every_n_steps", "warmup_epochs",
+               "warmup_lr")
 _POSITIVE = ("lr", "hard_lr")
 
 
@@ -236,6 +241,18 @@ class Config:
     momentum: float = key(0.9, "optim", "SGD momentum")
     weight_decay: float = key(0.5, "optim", "SGD weight decay (chosen on the validation split; the spec's table: 1e-3)")
     kp_weight: float = key(0.1, "optim", "λ of Eq. 11: L = L_task + λ L_kp")
+    recipe: str = key("auto", "optim", "auto (published for a method that has one, else lore) | published (the method's "
+                      "official recipe fills every optim/data key not set explicitly) | lore (the config as written: "
+                      "LORE's defaults or its per-dataset configs)")
+    optimizer: str = key("sgd", "optim", "sgd (with momentum) | adamw (torch's betas and eps)")
+    warmup_epochs: float = key(0.0, "optim", "epochs of learning-rate warm-up before the cosine (0: none)")
+    warmup: str = key("linear", "optim", "warm-up shape: linear (from warmup_lr up to lr, then the cosine over all "
+                      "epochs: timm's) | constant (warmup_lr held, then the cosine restarted after it: Dassl's/CoOp's)")
+    warmup_lr: float = key(0.0, "optim", "warm-up learning rate: the held value (constant) or the start (linear)")
+    schedule_interval: str = key("auto", "optim", "the schedule steps per optimiser step or per epoch (auto: per epoch "
+                                 "for white_box public, as the public code; else per step)")
+    max_steps: int | None = key(None, "optim", "train for this many optimiser steps instead of epochs (CLIP-LoRA's 500·K "
+                                "iterations; null: epochs)", may_grow=True)
     stage_shots: int = key(8, "data", "easy-to-hard: N images per class per stage")
     hard_lr: float = key(0.0005, "optim", "easy-to-hard: learning rate of the hard stage")
     hard_epochs: int = key(5, "optim", "easy-to-hard: epochs of the hard stage")
@@ -283,7 +300,9 @@ class Config:
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum: must be in [0, 1), got {self.momentum!r}")
         choices = {"method": method_names(), "protocol": PROTOCOLS, "bad_images": ("fail", "skip"),
-                   "precision": PRECISIONS, "accelerator": ACCELERATORS, "white_box": WHITE_BOXES, "head": HEADS}
+                   "precision": PRECISIONS, "accelerator": ACCELERATORS, "white_box": WHITE_BOXES, "head": HEADS,
+                   "recipe": RECIPES, "optimizer": OPTIMIZERS, "warmup": WARMUPS,
+                   "schedule_interval": SCHEDULE_INTERVALS}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")
@@ -295,9 +314,33 @@ class Config:
                               "set knowledge: clip:<open_clip model>@<pretrained tag> (e.g. clip:ViT-B-16-quickgelu@openai)")
         if self.protocol == "easy-to-hard" and self.method == "zero-shot":
             raise ConfigError("easy-to-hard trains two stages; method zero-shot trains nothing")
+        if self.max_steps is not None and self.protocol == "easy-to-hard":
+            raise ConfigError("max_steps: easy-to-hard trains two stages by epochs (epochs, hard_epochs); drop max_steps")
+        if self.max_steps is not None and self.warmup_epochs:
+            raise ConfigError("warmup_epochs counts epochs, which a run of max_steps does not have: drop the warm-up "
+                              "or train by epochs (max_steps: null)")
+        if self.max_steps is not None and self.interval == "epoch":
+            raise ConfigError("max_steps counts optimiser steps: set schedule_interval: step (the schedule of a run "
+                              "of max_steps is stepped per step), or use epochs")
         if self.val_every and not self.validation_shots:
             raise ConfigError("val_every evaluates on the validation split, which is empty here: set val_shots "
                               "(images per class drawn from the train split; with protocol full they leave training)")
+
+        # the keys set explicitly (by from_dict, replace, or a value other than the default): a published recipe
+        # fills only the others (lorevit.factory.resolve_config)
+        self._given = self._non_default()  # and the keyword arguments (_track_given)
+
+    @property
+    def given(self) -> frozenset[str]:
+        """The keys this config sets explicitly: given to :meth:`from_dict` or :meth:`replace`, or not at their default."""
+        return self._given
+
+    @property
+    def interval(self) -> str:
+        """How the learning-rate schedule steps: ``step`` or ``epoch`` (``schedule_interval: auto`` resolved)."""
+        if self.schedule_interval != "auto":
+            return self.schedule_interval
+        return "epoch" if self.white_box == "public" else "step"
 
     @property
     def validation_shots(self) -> int:
@@ -345,7 +388,29 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def replace(self, **changes: Any) -> "Config":
-        return dataclasses.replace(self, **changes)
+        new = dataclasses.replace(self, **changes)
+        new._given = new._non_default() | self._given | frozenset(changes)
+        return new
+
+    def _non_default(self) -> frozenset[str]:
+        return frozenset(f.name for f in dataclasses.fields(self) if getattr(self, f.name) != field_default(f))
+
+    def given_dict(self) -> dict[str, Any]:
+        """Only the explicitly set keys (:attr:`given`): what a config built on top of this one keeps as set."""
+        return {k: v for k, v in self.to_dict().items() if k in self._given}
+
+
+def _track_given(init):
+    """``Config(lr=0.003)`` counts ``lr`` as given even at its default value (a published recipe leaves it alone)."""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._given = self._given | frozenset(kwargs)
+
+    __init__.__doc__ = init.__doc__
+    return __init__
+
+
+Config.__init__ = _track_given(Config.__init__)
 
 
 def keys_where(**tags: Any) -> tuple[str, ...]:

@@ -22,7 +22,8 @@ from lorevit.adapters.format import FILENAME, NAMED_WEIGHTS, UNSET, AdapterError
     portable_metadata, preprocessing, read_adapter, trained_metrics, weights_label
 from lorevit.adapters.hub import HubAdapter, locate_adapter
 from lorevit.backbone import PromptedViT, create_backbone
-from lorevit.config import ARCH_KEYS, Config
+from lorevit.config import ARCH_KEYS, Config, field_tags
+from lorevit.errors import ConfigError
 from lorevit.heads import build_head
 from lorevit.knowledge import class_features, resolve_knowledge
 from lorevit.methods import MethodContext, build_method, build_options, method_class
@@ -32,12 +33,38 @@ from lorevit.model import PromptedClassifier
 log = logging.getLogger(__name__)
 
 
-def resolve_config(cfg: Config) -> Config:
-    """``cfg`` with ``knowledge: clip:auto`` replaced by the CLIP backbone's own text tower (issue 11 §2).
+def resolve_config(cfg: Config, recipe: bool = True) -> Config:
+    """``cfg`` as it will run and be recorded: ``knowledge: clip:auto`` replaced by the CLIP backbone's own text
+    tower (issue 11 §2), and ``recipe`` resolved (:func:`apply_recipe`; ``recipe=False``: left as it is, for a
+    base config whose runs resolve their own methods' recipes).
 
     Done where a model is built, not when a Config is: building a Config never imports torch or open_clip."""
+    cfg = apply_recipe(cfg) if recipe else cfg
     resolved = resolve_knowledge(cfg.knowledge, cfg.backbone, cfg.weights)
     return cfg if resolved == cfg.knowledge else cfg.replace(knowledge=resolved)
+
+
+def apply_recipe(cfg: Config) -> Config:
+    """``recipe: auto`` → ``published`` for a method with an official recipe, else ``lore``; ``published`` fills
+    every key the config does not set explicitly (:attr:`Config.given`) from the method's
+    :meth:`~lorevit.methods.base.Method.published_recipe`: explicit keys (YAML, flags) always win. ``lore``
+    keeps the config as written. The result records the recipe it ran (``published`` | ``lore``)."""
+    cls = method_class(cfg.method)
+    recipe = cls.published_recipe(cfg)
+    name = ("published" if recipe else "lore") if cfg.recipe == "auto" else cfg.recipe
+    if name == "published" and not recipe:
+        raise ConfigError(f"recipe: published, but method {cfg.method!r} has no published recipe of its own; use "
+                          "recipe: lore (the config as written)")
+    if name == "lore":
+        return cfg if cfg.recipe == "lore" else cfg.replace(recipe="lore")
+    wrong = sorted(k for k in recipe if k not in Config.keys() or field_tags(k)["section"] not in ("optim", "data"))
+    if wrong:  # a method's own mistake, not the user's
+        raise ValueError(f"method {cfg.method!r}: its recipe sets {wrong}, which are not optim/data config keys")
+    filled = {k: v for k, v in recipe.items() if k not in cfg.given}
+    values = {**cfg.to_dict(), **filled, "recipe": "published"}
+    out = Config.from_dict(values)
+    out._given = cfg.given | frozenset(filled) | {"recipe"}
+    return out
 
 
 def create_model(

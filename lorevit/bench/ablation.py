@@ -156,11 +156,14 @@ def run_dir(out: Path, key: str, shots: int, seed: int, point: dict | None = Non
 
 def run_config(plan: AblationPlan, out: Path, method: str, shots: int, seed: int, white_box: str | None = None,
                point: dict | None = None) -> Config:
+    from lorevit.factory import resolve_config
+
     white_box = white_box or plan.base.white_box
-    return plan.base.replace(method=method, shots=int(shots), seed=int(seed), protocol="few-shot", white_box=white_box,
+    # resolved as `lorevit train` resolves it: the method's own recipe (published or lore) over the base
+    return resolve_config(plan.base.replace(method=method, shots=int(shots), seed=int(seed), protocol="few-shot", white_box=white_box,
                              output=str(run_dir(out, row_key(method, white_box), shots, seed, point)),
                              test_subset=None if plan.full_test else plan.base.test_subset, resume=False,
-                             **(point or {}))
+                             **(point or {})))
 
 
 def zero_shot_unavailable(cfg: Config) -> str | None:
@@ -361,7 +364,8 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
     say = progress or (lambda _msg: None)
     plan.validate()
     out = Path(out_dir)
-    base = plan.base = resolve_config(plan.base)  # clip:auto: the backbone's own text tower, in every record
+    # clip:auto: the backbone's own text tower, in every record; the recipe is resolved per run (each method's own)
+    base = plan.base = resolve_config(plan.base, recipe=False)
     grid = [(key, m, wb, int(k), int(s)) for s in plan.seeds for k in plan.shots for key, m, wb in plan.rows()]
     notes: dict[str, str] = {}
     finished: dict[tuple[str, int, int], dict] = {}
@@ -406,10 +410,12 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
         nonlocal backbone
         if backbone is None:
             backbone = create_backbone(base.backbone, base.weights, base.img_size, **base.backbone_kwargs)
-        if (cfg.shots, cfg.seed) not in data_cache:
+        # the same seeded draw for every method; the loaders follow each run's own batch sizes (recipes differ)
+        key = (cfg.shots, cfg.seed, cfg.batch_size, cfg.eval_batch_size)
+        if key not in data_cache:
             data_cache.clear()
-            data_cache[(cfg.shots, cfg.seed)] = ClassificationData(cfg, backbone.data_config)
-        return data_cache[(cfg.shots, cfg.seed)]
+            data_cache[key] = ClassificationData(cfg, backbone.data_config)
+        return data_cache[key]
 
     def execute(cfg: Config, test: bool = True) -> dict:
         """One run, trained as ``lorevit train`` does, sharing the backbone and the sampled images."""

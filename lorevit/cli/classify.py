@@ -84,10 +84,9 @@ def cmd_visualize(args) -> int:
 def cmd_train(args) -> int:
     cfg = config_from_args(args)
     if args.print_config:
-        if cfg.knowledge == "clip:auto":  # shown as the run will record it
-            from lorevit.factory import resolve_config
+        from lorevit.factory import resolve_config
 
-            cfg = resolve_config(cfg)
+        cfg = resolve_config(cfg)  # shown as the run will record it: clip:auto and the recipe resolved
         from lorevit.methods import describe_options, method_class, options_from_config
 
         options = options_from_config(cfg)  # checked: a bad option value is one error line
@@ -98,9 +97,11 @@ def cmd_train(args) -> int:
         for row in rows:
             print(f"#   {row['name']}: {getattr(options, row['name'])!r}  ({row['type']}, default {row['default']!r})"
                   + (f"  {row['help']}" if row["help"] else ""))
-        recipe = method_class(cfg.method).recipe
+        recipe = method_class(cfg.method).published_recipe(cfg)
         if recipe:
-            print("# its recommended recipe: " + ", ".join(f"{k}: {v!r}" for k, v in recipe.items()))
+            print(f"# its published recipe (recipe: {cfg.recipe} — "
+                  + ("applied to every key not set explicitly" if cfg.recipe == "published" else "not applied")
+                  + "): " + ", ".join(f"{k}: {v!r}" for k, v in recipe.items()))
         return 0
     from lorevit.training.run import train
 

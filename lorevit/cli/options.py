@@ -56,7 +56,7 @@ def add_adapter_options(parser: argparse.ArgumentParser, strict: bool = True) ->
 def config_overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """The config values a command line sets: ``--config FILE``'s, then the ``--key value`` options (YAML values);
     ``skip``: names that are not config options here."""
-    values = Config.from_yaml(args.config).to_dict() if getattr(args, "config", None) else {}
+    values = Config.from_yaml(args.config).given_dict() if getattr(args, "config", None) else {}
     for key in Config.keys():
         if key in vars(args) and key not in skip:
             values[key] = yaml_value(getattr(args, key), key)
@@ -65,7 +65,7 @@ def config_overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> di
 
 def config_from_args(args: argparse.Namespace, base: Config | None = None, skip: tuple[str, ...] = ()) -> Config:
     """``base`` < ``--config FILE`` < ``--key value`` options; ``skip``: names that are not config options here."""
-    values = base.to_dict() if base is not None else {}
+    values = base.given_dict() if base is not None else {}  # keys left at their default stay unset (a recipe may fill them)
     values.update(config_overrides(args, skip))
     return Config.from_dict(values)
 

@@ -90,7 +90,10 @@ class Method(nn.Module):
     has_white_box: ClassVar[bool] = False  # built from a White Box (config key white_box: paper | public)
     trains: ClassVar[bool] = True  # zero-shot is evaluated, not trained
     mergeable: ClassVar[bool] = False  # merge() folds the change into the ViT's weights
-    recipe: ClassVar[dict[str, Any]] = {}  # recommended config values (lr, epochs, ...): shown by --print-config
+    # the method's official (published) recipe as Config keys of the optim and data sections (lr, epochs,
+    # optimizer, warm-up, ...); `recipe: published` (the default for a method that has one) fills the keys a
+    # config leaves unset from it (lorevit.factory.resolve_config). Keep each value's source beside it.
+    recipe: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, backbone: PromptedViT, options: Any = None, context: MethodContext | None = None):
         super().__init__()
@@ -99,6 +102,12 @@ class Method(nn.Module):
 
     def forward(self, e0: torch.Tensor) -> Prompting:  # e0: B, M, d
         return Prompting(None)
+
+    @classmethod
+    def published_recipe(cls, cfg: Any) -> dict[str, Any]:
+        """The official recipe for this config (``cfg``: a :class:`lorevit.config.Config`); override it for values
+        that depend on the config (CoOp's epochs by shot count, CLIP-LoRA's ``max_steps`` = 500·shots)."""
+        return dict(cls.recipe)
 
     def build_head(self, context: MethodContext) -> nn.Module | None:
         """The task head (kind 3), or None for the ``head`` config key's (linear | clip)."""

@@ -1,8 +1,8 @@
 """How every method is trained: one LightningModule and one DataModule (spec "Hyper-parameters").
 
-SGD (momentum 0.9, the config's weight decay) over the trainable parameters only, cosine annealing from
-``lr`` to ``lr_min`` over all steps (with ``white_box: public`` over the epochs, stepped once per
-epoch, as the public code), L = L_task + λ L_kp. The frozen ViT runs once per step.
+SGD (momentum 0.9, the config's weight decay) or AdamW over the trainable parameters only, an optional
+warm-up, then cosine annealing from ``lr`` to ``lr_min`` over all steps (with ``white_box: public`` over the
+epochs, stepped once per epoch, as the public code; ``schedule_interval`` chooses), L = L_task + λ L_kp. The frozen ViT runs once per step.
 Checkpoints hold only the trained state (``model.trained_state_dict()``: the frozen ViT is rebuilt from its
 weights), so a ViT-B run's checkpoint is a few MB, not 350.
 """
@@ -31,6 +31,34 @@ def cosine_factor(step: int, total: int, lr: float, lr_min: float) -> float:
     """
     progress = min(step, total) / total
     return (lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))) / lr
+
+
+def lr_factor(step: int, total: int, lr: float, lr_min: float, warmup: int = 0, warmup_lr: float = 0.0,
+              shape: str = "linear") -> float:
+    """The one learning-rate schedule of every method and recipe, as a multiplier of ``lr`` (closed form in the
+    step or epoch ``step`` of ``total``): ``warmup`` steps of warm-up, then :func:`cosine_factor`.
+
+    - ``shape="linear"`` — timm's ``CosineLRScheduler`` with ``warmup_prefix=False`` (the VTAB recipes: NOAH,
+      V-PETL): the lr rises linearly from ``warmup_lr`` at step 0 towards ``lr`` at step ``warmup``; from then on
+      it is the cosine of the whole run at ``step`` (the warm-up covers the cosine's first steps).
+    - ``shape="constant"`` — Dassl's ``ConstantWarmupScheduler`` with ``WARMUP_RECOUNT`` (the CoOp family,
+      BASELINES_CLIP §0): ``warmup_lr`` for the first ``warmup`` epochs, then the cosine restarted at 0 with the
+      whole run's length: epoch e ≥ w gets ``lr_min + (lr − lr_min)(1 + cos(π(e − w)/T))/2``, T = ``total`` (so
+      the last epoch never reaches ``lr_min``, as in Dassl).
+    """
+    if step < warmup:
+        if shape == "constant":
+            return warmup_lr / lr
+        return (warmup_lr + (lr - warmup_lr) * step / warmup) / lr
+    return cosine_factor(step - warmup if shape == "constant" else step, total, lr, lr_min)
+
+
+def build_optimizer(parameters, cfg: Config, lr: float) -> torch.optim.Optimizer:
+    """``optimizer: sgd`` (momentum, dampening 0, no Nesterov) or ``adamw`` (torch's betas and eps), both with
+    the config's weight decay over the trainable parameters."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(parameters, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def restore_loader_state(trainer: L.Trainer) -> None:
@@ -123,7 +151,7 @@ class LitClassifier(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         metrics = self.trainer.callback_metrics
-        row = {"epoch": self.current_epoch + 1, "seconds": round(time.perf_counter() - self._epoch_start, 2),
+        row = {"epoch": self.current_epoch + 1, "step": int(self.global_step), "seconds": round(time.perf_counter() - self._epoch_start, 2),
                "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         means = self._epoch_means()
         for key in ("train_loss", "train_acc", "train_task", "train_kp"):  # those the method's loss has
@@ -171,12 +199,15 @@ class LitClassifier(L.LightningModule):
         self._log_accuracy("test")
 
     def configure_optimizers(self):
-        optimizer = torch.optim.SGD(self.model.trainable_parameters(), lr=self.lr, momentum=self.cfg.momentum,
-                                    weight_decay=self.cfg.weight_decay)
+        optimizer = build_optimizer(self.model.trainable_parameters(), self.cfg, self.lr)
         # white_box: public follows the public code's schedule, stepped once per epoch; the paper's is per step.
-        interval = "epoch" if self.cfg.white_box == "public" else "step"
-        steps = max(1, int(self.trainer.max_epochs if interval == "epoch" else self.trainer.estimated_stepping_batches))
-        factor = functools.partial(cosine_factor, total=steps, lr=self.lr, lr_min=self.lr_min)
+        interval = self.cfg.interval
+        epochs = max(1, int(self.trainer.max_epochs)) if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        steps = max(1, int(epochs if interval == "epoch" else self.trainer.estimated_stepping_batches))
+        per_epoch = 1 if interval == "epoch" else steps / epochs
+        warmup = int(round(self.cfg.warmup_epochs * per_epoch))
+        factor = functools.partial(lr_factor, total=steps, lr=self.lr, lr_min=self.lr_min, warmup=warmup,
+                                   warmup_lr=self.cfg.warmup_lr, shape=self.cfg.warmup)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": interval}}
 

@@ -98,8 +98,8 @@ def clear_previous_run(out: Path) -> None:
 
 def summary(cfg: Config, model: PromptedClassifier) -> dict:
     trainable, total = model.parameter_counts()
-    return {"method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset, "protocol": cfg.protocol,
-            "shots": cfg.shots, "seed": cfg.seed, "img_size": cfg.img_size, "trainable_params": trainable,
+    return {"method": cfg.method, "recipe": cfg.recipe, "backbone": cfg.backbone, "dataset": cfg.dataset,
+            "protocol": cfg.protocol, "shots": cfg.shots, "seed": cfg.seed, "img_size": cfg.img_size, "trainable_params": trainable,
             "total_params": total, "trainable_pct": round(100.0 * trainable / total, 3)}
 
 

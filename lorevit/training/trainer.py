@@ -68,7 +68,7 @@ def _trainer(cfg: Config, out: Path, epochs: int, loggers, callbacks: list) -> L
     """Lightning's Trainer for ``cfg``; its own refusals of the trainer keys become one ConfigError."""
     try:
         return L.Trainer(
-            max_epochs=epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+            max_epochs=-1 if cfg.max_steps else epochs, max_steps=cfg.max_steps or -1, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
             num_nodes=cfg.num_nodes, precision=cfg.precision, logger=loggers, callbacks=callbacks,
             enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=1,
             num_sanity_val_steps=0, default_root_dir=out, deterministic=False,
