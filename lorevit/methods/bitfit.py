@@ -14,8 +14,10 @@ from lorevit.methods.base import Method, MethodContext, NoOptions
 
 
 def bias_names(vit) -> list[str]:
-    """The ViT parameters BitFit trains: every name ending in ``bias`` (§A4)."""
-    return [name for name, _ in vit.named_parameters() if name.rsplit(".", 1)[-1] == "bias"]
+    """The ViT parameters BitFit trains: every name ending in ``bias`` (§A4), except the ViT's own ``head``
+    (timm's classifier, never used: lorevit's task head replaces it; in CLIP towers the frozen projection)."""
+    return [name for name, _ in vit.named_parameters()
+            if name.rsplit(".", 1)[-1] == "bias" and not name.startswith("head.")]
 
 
 class BitFit(Method):

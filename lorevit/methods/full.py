@@ -1,4 +1,4 @@
-"""``full``: full fine-tuning, every parameter of the ViT and the head (the reference row; BASELINES_VISION.md §A4).
+"""``full``: full fine-tuning, every parameter of the ViT (but timm's own unused ``head``) and the task head (the reference row; BASELINES_VISION.md §A4).
 
 The one method whose ViT is not frozen: all its parameters train, and it trains in train mode (drop-path and
 dropout as the backbone was built with, ``backbone_kwargs: {drop_path_rate: 0.1}``); every other method keeps
@@ -8,6 +8,8 @@ the ViT in eval mode. Its adapter is therefore the whole state dict of the ViT p
 from __future__ import annotations
 
 from typing import ClassVar
+
+from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import Method, MethodContext, NoOptions
@@ -27,6 +29,9 @@ class FullFineTuning(Method):
                  context: MethodContext | None = None):
         super().__init__(backbone, options, context)
         self._vit = (backbone.vit.requires_grad_(True),)  # a tuple: not a child (its tensors are the backbone's)
+        head = getattr(backbone.vit, "head", None)  # timm's classifier (unused) or a CLIP tower's projection: frozen
+        if isinstance(head, nn.Module):
+            head.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "FullFineTuning":
         """The ViT follows the method's mode (PromptedViT puts it in eval mode first: the method comes after the
