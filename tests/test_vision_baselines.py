@@ -340,3 +340,36 @@ def test_rank_0_on_the_command_line_is_one_error_line_and_writes_nothing(tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "rank must be >= 1" in err, err
     assert not (tmp_path / "run").exists()
+
+
+# --- bench complexity: the baselines side by side -------------------------------------------------------------------
+def test_bench_complexity_rows_of_the_baselines(tmp_path):
+    import json
+
+    from lorevit.cli import main
+
+    out = tmp_path / "cost"
+    rows = "linear,lora,lora+merged,ssf,ssf+merged,adaptformer-k8,bitfit,full"
+    assert main(["bench", "complexity", "--backbone", TINY_VIT, "--weights", "random", "--backbone-kwargs",
+                 json.dumps(TINY_KWARGS), "--img-size", str(TINY_SIZE), "--batch-size", "2", "--infer-repeats", "1",
+                 "--train-repeats", "1", "--warmup", "0", "--flops-sizes", "", "--no-memory", "--knowledge", "st:minilm",
+                 "--methods", rows, "--output", str(out)]) == 0
+    report = json.loads((out / "complexity.json").read_text())
+    m = report["methods"]
+    assert list(m) == rows.split(",")
+    head = 32 * 10 + 10
+    d, depth = TINY_KWARGS["embed_dim"], TINY_KWARGS["depth"]
+    assert m["lora"]["trainable_params"] - head == depth * 8 * (d + 3 * d)  # r·(in + out) per qkv
+    assert m["ssf"]["trainable_params"] - head == depth * 2 * 11 * d + 2 * 2 * d  # γ, β: 6 sites (11·d) per block + 2
+    assert m["lora+merged"]["trainable_params"] == m["linear"]["trainable_params"] == head  # merged: a plain ViT
+    assert m["lora+merged"]["gflops"] == m["linear"]["gflops"] == m["ssf+merged"]["gflops"] < m["lora"]["gflops"]
+    assert m["linear"]["vs_plain_vit"]["gflops"] == 1.0 and m["full"]["vs_plain_vit"]["gflops"] == 1.0
+    assert {"infer_throughput_lora_merged_vs_blackbox", "infer_throughput_ssf_merged_vs_blackbox"} <= set(report["targets"])
+    assert "| SSF, merged (`ssf+merged`) |" in (out / "complexity.md").read_text()
+
+
+def test_bench_complexity_refuses_merging_what_cannot_merge(tmp_path, capsys):
+    from lorevit.cli import main
+
+    assert main(["bench", "complexity", "--methods", "linear,adaptformer+merged", "--output", str(tmp_path)]) == 2
+    assert "'adaptformer' cannot be merged" in capsys.readouterr().err
