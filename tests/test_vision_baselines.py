@@ -373,3 +373,20 @@ def test_bench_complexity_refuses_merging_what_cannot_merge(tmp_path, capsys):
 
     assert main(["bench", "complexity", "--methods", "linear,adaptformer+merged", "--output", str(tmp_path)]) == 2
     assert "'adaptformer' cannot be merged" in capsys.readouterr().err
+
+
+def test_bench_ablation_runs_the_baselines_on_the_same_images_and_seeds(tmp_path, color_folder):
+    import json
+
+    from lorevit.cli import main
+
+    out = tmp_path / "ablation"
+    assert main(["bench", "ablation", "--backbone", TINY_VIT, "--weights", "random", "--backbone-kwargs",
+                 json.dumps(TINY_KWARGS), "--img-size", str(TINY_SIZE), "--knowledge", "st:minilm",
+                 "--dataset", "imagefolder", "--data-root", str(color_folder), "--methods", "linear,lora,ssf,bitfit",
+                 "--shots", "2", "--seeds", "0", "--epochs", "1", "--batch-size", "8", "--test-subset", "9",
+                 "--accelerator", "cpu", "--output", str(out)]) == 0
+    report = json.loads((out / "ablation.json").read_text())
+    assert {"linear", "lora", "ssf", "bitfit"} <= set(report["results"])
+    for method in ("lora", "ssf", "bitfit"):
+        assert report["results"][method]["2"]["mean"] is not None
