@@ -390,3 +390,21 @@ def test_bench_ablation_runs_the_baselines_on_the_same_images_and_seeds(tmp_path
     assert {"linear", "lora", "ssf", "bitfit"} <= set(report["results"])
     for method in ("lora", "ssf", "bitfit"):
         assert report["results"][method]["2"]["mean"] is not None
+
+
+def test_lora_under_ddp_with_two_gloo_processes_equals_one_process(tmp_path, color_folder):
+    """Two full-batch steps: one process with batch 12, or two gloo processes with 6 each (DDP averages the
+    gradients): the trained LoRA tensors and head agree. Dropout 0 (its masks differ between processes)."""
+    from safetensors.torch import load_file
+
+    from .test_method_interface import _train_cli
+
+    options = ["--method-options", "{dropout: 0.0}", "--lr", "0.5", "--epochs", "2", "--shots", "4"]
+    one = _train_cli(tmp_path / "one", color_folder, "lora", *options, "--batch-size", "12")
+    two = _train_cli(tmp_path / "two", color_folder, "lora", *options, "--batch-size", "6", "--devices", "2",
+                     "--strategy", "ddp")
+    a, b = load_file(str(one / "adapter.safetensors")), load_file(str(two / "adapter.safetensors"))
+    assert set(a) == set(b) and any("lora_B" in k for k in a)
+    assert any(torch.count_nonzero(t) for k, t in a.items() if "lora_B" in k)  # the second step moved B
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
