@@ -26,6 +26,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import Method, MethodContext
+from lorevit.methods.vtab_recipes import PETL_VISION_GRID
 
 STYLES = {"houlsby": ("attn.proj", "mlp.fc2"), "pfeiffer": ("mlp.fc2",)}  # the Linear each adapter follows
 
@@ -77,9 +78,7 @@ class Adapter(Method):
 
     # The VTAB rows' recipe is not in the codebases read (§A3); PETL_Vision's A1 grid is used (AdamW,
     # lr 1e-3, wd 1e-4, 100 epochs, 10 warm-up, batch 64; PETLV:experiment/config/lr_wd_vtab_processed.yml).
-    recipe: ClassVar[dict] = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64,
-                              "epochs": 100, "warmup_epochs": 10, "warmup_lr": None, "lr_min": 1e-5,
-                              "schedule_interval": "step"}
+    recipe: ClassVar[dict] = dict(PETL_VISION_GRID)
 
     def __init__(self, backbone: PromptedViT, options: AdapterOptions | None = None,
                  context: MethodContext | None = None):

@@ -25,6 +25,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import Method, MethodContext
+from lorevit.methods.vtab_recipes import PETL_VISION_GRID
 
 
 @dataclass
@@ -83,9 +84,7 @@ class AdaptFormer(Method):
     # "0.16M" row is unknown (§A2 [U]); PETL_Vision tunes AdaptFormer with the A1 grid (AdamW lr {1e-3, 1e-2} ×
     # wd {1e-4, 1e-3}, 100 epochs, 10 warm-up, batch 64; PETLV:experiment/config/method/adaptformer.yml): its first
     # point is used, with k = 8 for the VTAB row (method_options: {bottleneck_dim: 8}).
-    recipe: ClassVar[dict] = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64,
-                              "epochs": 100, "warmup_epochs": 10, "warmup_lr": None, "lr_min": 1e-5,
-                              "schedule_interval": "step"}
+    recipe: ClassVar[dict] = dict(PETL_VISION_GRID)
 
     def __init__(self, backbone: PromptedViT, options: AdaptFormerOptions | None = None,
                  context: MethodContext | None = None):

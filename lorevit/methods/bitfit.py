@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import Method, MethodContext, NoOptions
+from lorevit.methods.vtab_recipes import PETL_VISION_GRID
 
 
 def bias_names(vit) -> list[str]:
@@ -27,9 +28,7 @@ class BitFit(Method):
     # V-PETL / PETL_Vision tune BitFit with the A1 grid (AdamW, lr {1e-3, 1e-2} × wd {1e-4, 1e-3}, 100 epochs,
     # 10 warm-up, batch 64; PETLV:experiment/config/lr_wd_vtab_processed.yml); the origin of V-PETL's BitFit VTAB
     # row is not stated (§B1 [U]): the grid's first point is used.
-    recipe: ClassVar[dict] = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64,
-                              "epochs": 100, "warmup_epochs": 10, "warmup_lr": None, "lr_min": 1e-5,
-                              "schedule_interval": "step"}
+    recipe: ClassVar[dict] = dict(PETL_VISION_GRID)
 
     def __init__(self, backbone: PromptedViT, options: NoOptions | None = None,
                  context: MethodContext | None = None):

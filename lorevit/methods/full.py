@@ -13,6 +13,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import Method, MethodContext, NoOptions
+from lorevit.methods.vtab_recipes import VPT_FULL
 
 
 class FullFineTuning(Method):
@@ -21,9 +22,7 @@ class FullFineTuning(Method):
     mergeable = True
     # VPT:configs/base-finetune.yaml, tune_vtab.py: AdamW, batch 384, 100 epochs, warm-up 5, cosine; lr grid
     # {1e-3, 1e-4, 5e-4, 5e-3} × wd {0.01, 1e-3, 1e-4, 0}, lr scaled by batch/256: the grid point 1e-4, wd 1e-4 here.
-    recipe: ClassVar[dict] = {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4, "batch_size": 384,
-                              "epochs": 100, "warmup_epochs": 5, "warmup_lr": None, "lr_min": 0.0,
-                              "schedule_interval": "step"}
+    recipe: ClassVar[dict] = dict(VPT_FULL)
 
     def __init__(self, backbone: PromptedViT, options: NoOptions | None = None,
                  context: MethodContext | None = None):

@@ -27,6 +27,7 @@ from lorevit.backbone import PromptedViT
 from lorevit.errors import UserError
 from lorevit.methods.base import Method, MethodContext
 from lorevit.methods.lowrank import SlicedLowRankLinear, lora_scale, qkv_slices
+from lorevit.methods.vtab_recipes import NOAH_LORA
 
 TARGETS = ("qkv", "qv", "qkv+proj", "all-linear")
 # PEFT target_modules as a regex (re.fullmatch on module names): a list of suffixes would also hit
@@ -83,9 +84,7 @@ class Lora(Method):
     # defaults): AdamW lr 1e-3, wd 1e-4, batch 64, 100 epochs, 10 warm-up epochs, cosine to 1e-5, no augmentation,
     # direct bicubic resize to 224, ImageNet mean/std. NOAH warms up from 1e-6 (timm); the contract's linear ramp
     # from 0 is used. Drop-path 0.1 in NOAH is not applied: lorevit keeps the frozen ViT in eval mode (issue 19).
-    recipe: ClassVar[dict] = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64,
-                              "epochs": 100, "warmup_epochs": 10, "warmup_lr": None, "lr_min": 1e-5,
-                              "schedule_interval": "step"}
+    recipe: ClassVar[dict] = dict(NOAH_LORA)
 
     def __init__(self, backbone: PromptedViT, options: LoraOptions | None = None,
                  context: MethodContext | None = None):

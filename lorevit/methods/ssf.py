@@ -18,6 +18,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import Method, MethodContext
+from lorevit.methods.vtab_recipes import SSF_VTAB
 
 BLOCK_SITES = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")  # §A3, in forward order
 
@@ -97,9 +98,7 @@ class SSF(Method):
     # 100 epochs, 10 warm-up epochs (from 1e-7: here a linear ramp from 0), cosine to 1e-8, lr 5e-3 (per task
     # 1e-3 … 5e-2), wd 5e-5, no augmentation, direct resize to 224, AugReg IN-21k weights with 0.5/0.5
     # normalisation (§0, [I]); drop-path 0–0.2 in SSF is not applied (the frozen ViT stays in eval mode).
-    recipe: ClassVar[dict] = {"optimizer": "adamw", "lr": 5e-3, "weight_decay": 5e-5, "batch_size": 64,
-                              "epochs": 100, "warmup_epochs": 10, "warmup_lr": None, "lr_min": 1e-8,
-                              "schedule_interval": "step"}
+    recipe: ClassVar[dict] = dict(SSF_VTAB)
 
     def __init__(self, backbone: PromptedViT, options: SSFOptions | None = None,
                  context: MethodContext | None = None):
