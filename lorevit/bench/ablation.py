@@ -30,6 +30,7 @@ run, so partial results survive an interruption.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -424,7 +425,9 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
         with warnings.catch_warnings():  # Lightning's notes on frozen (eval-mode) modules, no val loader
             warnings.filterwarnings("ignore", message=".*eval mode at the start of training.*")
             warnings.filterwarnings("ignore", message=".*validation_step.*")
-            metrics = train(cfg.replace(overwrite=True), backbone=backbone, data=shared_data(cfg), test=test)
+            data = shared_data(cfg)  # builds the shared backbone too
+            # each run on its own copy: methods of kind 2 (lora, ssf, full, ...) change the ViT they are given
+            metrics = train(cfg.replace(overwrite=True), backbone=copy.deepcopy(backbone), data=data, test=test)
         run_seconds.append(time.perf_counter() - t0)
         return metrics
 
@@ -469,7 +472,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
             metrics = json.loads((path / "metrics.json").read_text())
             if "test_top1" not in metrics:  # a chosen selection run: tested now, once (seeds not searched train here)
                 data = shared_data(cfg)  # builds the shared backbone too
-                metrics = test_saved_run(cfg, backbone, data)
+                metrics = test_saved_run(cfg, copy.deepcopy(backbone), data)
                 say(f"{label}: {point_name(chosen[(key, k)])} tested, {metrics['test_top1']:.2f}%")
             else:
                 say(f"{label}: done before, {metrics['test_top1']:.2f}%")

@@ -1,7 +1,9 @@
 """``lorevit bench complexity``: the cost of each method on one backbone, side by side (paper Table 7).
 
-For ``linear`` (the plain Black Box), ``vpt-deep``, ``lore-no-kp`` and ``lore`` on the same frozen
-ViT, image size and batch:
+For ``linear`` (the plain Black Box), ``vpt-deep``, ``lore-no-kp`` and ``lore`` (the default rows), or any
+registered method, ``NAME+merged`` for a mergeable one, and the variants of ``bench.defaults.COST_VARIANTS``
+(``--methods all``: every vision baseline of issue 19 beside LORE) on the same frozen ViT, image size and batch
+(each row on its own copy of the ViT: methods of kind 2 change it), with ratios to the plain ViT (``linear``):
 
 - trainable parameters (count and percent of all parameters);
 - forward GFLOPs per image at inference, counted by ``torch.utils.flop_counter.FlopCounterMode``
@@ -49,16 +51,23 @@ from lorevit.utils.device import resolve_device
 from lorevit.utils.io import write_json, write_text
 from lorevit.factory import create_model
 from lorevit.model import PromptedClassifier
-from lorevit.bench.defaults import COST_METHODS as METHODS
+from lorevit.bench.defaults import ALL_COST_ROWS, COST_METHODS as METHODS, cost_row
 
-LABELS = {"linear": "B-B (linear head)", "vpt-deep": "B-B + VPT-deep", "lore-no-kp": "LORE w/o L_kp", "lore": "LORE"}
+LABELS = {"linear": "B-B (linear head)", "vpt-deep": "B-B + VPT-deep", "lore-no-kp": "LORE w/o L_kp", "lore": "LORE",
+          "vpt-shallow": "B-B + VPT-shallow", "lore-public": "LORE (public code's White Box)", "lora": "LoRA r8 qkv",
+          "lora+merged": "LoRA r8 qkv, merged", "lora-qv": "LoRA r8 q,v", "adaptformer": "AdaptFormer k64",
+          "adaptformer-k8": "AdaptFormer k8", "adapter": "Houlsby adapter k8", "adapter-pfeiffer": "Pfeiffer adapter k8",
+          "ssf": "SSF", "ssf+merged": "SSF, merged", "bitfit": "BitFit", "full": "full fine-tuning"}
 
 # Targets of the issue, as (name, numerator, denominator, metric, bound, higher_is_better).
 TARGETS = (
     ("infer_throughput_lore_vs_vpt", "lore", "vpt-deep", "infer_img_per_s", 0.90, True),
     ("gflops_lore_vs_blackbox", "lore", "linear", "gflops", 1.05, False),
     ("train_step_lore_vs_vpt", "lore", "vpt-deep", "train_step_s", 1.5, False),
+    ("infer_throughput_lora_merged_vs_blackbox", "lora+merged", "linear", "infer_img_per_s", 0.97, True),  # issue 19
+    ("infer_throughput_ssf_merged_vs_blackbox", "ssf+merged", "linear", "infer_img_per_s", 0.97, True),
 )
+RATIO_METRICS = ("gflops", "infer_img_per_s", "train_step_s", "peak_mem_mb")  # reported as ratios to the plain ViT
 CLASS_SCALING_BOUND = 1.15
 
 
@@ -271,12 +280,36 @@ def _knowledge_width(settings: ComplexitySettings) -> int:
     return knowledge_dim(settings.knowledge)
 
 
-def _build(method: str, backbone: PromptedViT, classes: int, knowledge_width: int, settings, device) -> PromptedClassifier:
+def check_rows(rows: Sequence[str]) -> list[str]:
+    """The rows to measure (``all``: ALL_COST_ROWS); an unknown method, ``+merged`` of a method that cannot merge
+    or a method that trains nothing is one ConfigError."""
+    from lorevit.methods import METHODS as REGISTERED
+
+    rows = list(ALL_COST_ROWS) if list(rows) == ["all"] else list(rows)
+    for row in rows:
+        method, _, merged = cost_row(row)
+        if method not in REGISTERED:
+            raise ConfigError(f"bench complexity: {row!r} is not a method; use registered methods "
+                              f"({', '.join(REGISTERED)}), NAME+merged for a mergeable one, or all")
+        if merged and not REGISTERED[method].mergeable:
+            raise ConfigError(f"bench complexity: {row!r}: method {method!r} cannot be merged")
+        if not REGISTERED[method].trains:
+            raise ConfigError(f"bench complexity: {row!r} trains nothing (no training step to time)")
+    return rows
+
+
+def _build(row: str, backbone: PromptedViT, classes: int, knowledge_width: int, settings, device) -> PromptedClassifier:
+    """The classifier of a row on its own copy of ``backbone`` (methods of kind 2 change the ViT they get)."""
+    import copy
+
+    method, options, merged = cost_row(row)
     names = [f"class {i:04d}" for i in range(classes)]
     generator = torch.Generator().manual_seed(settings.seed)
     features = F.normalize(torch.randn(classes, knowledge_width, generator=generator), dim=-1)
-    model = create_model(method, names, backbone=backbone, knowledge=settings.knowledge,
-                         knowledge_features=features, **settings.arch)
+    model = create_model(method, names, backbone=copy.deepcopy(backbone), knowledge=settings.knowledge,
+                         knowledge_features=features, method_options=options or None, **settings.arch)
+    if merged:
+        model.merge()  # a plain ViT again: its cost is what a merged adapter costs at inference
     return model.to(device)
 
 
@@ -288,9 +321,7 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
                    progress: Callable[[str], None] | None = print) -> dict:
     """Measure every method, write ``complexity.json`` and ``complexity.md``; returns the JSON dict."""
     say = progress or (lambda _msg: None)
-    unknown = [m for m in settings.methods if m not in METHODS]
-    if unknown:
-        raise ConfigError(f"bench complexity measures {', '.join(METHODS)}; not {unknown}")
+    rows = check_rows(settings.methods)
     for key in ("img_size", "batch_size", "num_classes", "infer_repeats", "train_repeats"):
         if getattr(settings, key) < 1:
             raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer")
@@ -306,7 +337,7 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
     images = torch.randn(B, 3, size, size, generator=generator).to(device)
     labels = torch.randint(0, settings.num_classes, (B,), generator=generator).to(device)
 
-    models = {m: _build(m, backbone, settings.num_classes, width, settings, device) for m in settings.methods}
+    models = {m: _build(m, backbone, settings.num_classes, width, settings, device) for m in rows}
     results: dict[str, dict] = {}
     for name, model in models.items():
         trainable, total = model.parameter_counts()
@@ -335,7 +366,7 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
             results[name]["peak_mem_mb"] = float("nan")
 
     scaling = {}
-    if "lore" in settings.methods:
+    if "lore" in rows:
         few, many = settings.scaling_classes
         say(f"class scaling: LORE training step with {few} and {many} classes")
         scaled = {c: _build("lore", backbone, c, width, settings, device) for c in (few, many)}
@@ -348,6 +379,10 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
         scaling["classes"] = [few, many]
         scaling["runs_s"] = {str(c): [round(t, 4) for t in times[str(c)]] for c in (few, many)}
 
+    if "linear" in results:  # ratios to the plain ViT (the linear probe: the frozen ViT + a head)
+        for name, r in results.items():
+            r["vs_plain_vit"] = {k: round(r[k] / results["linear"][k], 4) for k in RATIO_METRICS
+                                 if results["linear"].get(k) and r.get(k) == r.get(k)}
     runs = {m: {"infer_img_per_s": [B / t for t in infer[m]], "train_step_s": train[m]} for m in models}
     targets = {}
     for name, num, den, metric, bound, higher in TARGETS:
@@ -376,7 +411,7 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
         other = create_backbone(settings.backbone, "random", int(extra), **settings.backbone_kwargs)
         x = torch.randn(1, 3, int(extra), int(extra))
         counts = {m: round(count_gflops(_build(m, other, settings.num_classes, width, settings, torch.device("cpu")), x), 4)
-                  for m in settings.methods}
+                  for m in rows}
         entry = {"num_patches": other.num_patches, "gflops": counts}
         if "lore" in counts and "linear" in counts:
             entry["lore_vs_blackbox"] = round(counts["lore"] / counts["linear"], 4)
@@ -433,13 +468,18 @@ def complexity_markdown(report: dict) -> str:
         f"batch {s['batch_size']}, {s['num_classes']} classes, device {s['device']} ({s['device_name']}), "
         f"{s['threads']} threads, torch {s['torch']}. Medians of {s['infer_repeats']} inference / "
         f"{s['train_repeats']} training repeats, methods interleaved.", "",
-        "| method | trainable params | trainable % | GFLOPs / image | inference img/s | train step (s) | peak mem (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| method | trainable params | trainable % | GFLOPs / image | inference img/s | train step (s) | peak mem (MB) "
+        "| GFLOPs × | img/s × | step × | mem × |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in report["methods"].items():
+        ratio = r.get("vs_plain_vit") or {}
         lines.append(f"| {LABELS.get(name, name)} (`{name}`) | {r['trainable_params']:,} | {r['trainable_pct']:.2f} | "
                      f"{_fmt(r['gflops'], '.3f')} | {_fmt(r['infer_img_per_s'], '.1f')} | "
-                     f"{_fmt(r['train_step_s'], '.3f')} | {_fmt(r.get('peak_mem_mb'), '.0f')} |")
+                     f"{_fmt(r['train_step_s'], '.3f')} | {_fmt(r.get('peak_mem_mb'), '.0f')} | "
+                     + " | ".join(_fmt(ratio.get(k), '.3f') for k in RATIO_METRICS) + " |")
+    lines += ["", "× : ratio to the plain ViT (`linear`: the frozen ViT + a linear head), measured in the same run. "
+                  "Trainable parameters include the head."]
     scaling = report.get("class_scaling") or {}
     if scaling:
         few, many = scaling["classes"]

@@ -5,3 +5,26 @@ ABLATION_DEFAULTS = dict(img_size=112, epochs=10, weight_decay=1e-3, test_subset
 DEFAULT_SHOTS = (4, 16)
 DEFAULT_SEEDS = (0, 1, 2)
 COST_METHODS = ("linear", "vpt-deep", "lore-no-kp", "lore")  # the cost table's rows
+# bench complexity rows (issue 19 §2). A row is any registered method's name (its default options), ``NAME+merged``
+# for a mergeable one (built, then model.merge()), or one of these named variants: row → (method, options, merged).
+COST_VARIANTS = {
+    "lore-public": ("lore", {"white_box": "public"}, False),
+    "lora-qv": ("lora", {"targets": "qv"}, False),
+    "adaptformer-k8": ("adaptformer", {"bottleneck_dim": 8}, False),
+    "adapter-pfeiffer": ("adapter", {"style": "pfeiffer"}, False),
+}
+# ``--methods all``: every vision row side by side (the README's cost table)
+ALL_COST_ROWS = ("linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "lore-public", "lora", "lora+merged",
+                 "lora-qv", "adaptformer-k8", "adaptformer", "adapter", "adapter-pfeiffer", "ssf", "ssf+merged",
+                 "bitfit", "full")
+MERGED_SUFFIX = "+merged"
+
+
+def cost_row(row: str) -> tuple[str, dict, bool]:
+    """(method, method_options, merged) of a bench complexity row name (see COST_VARIANTS)."""
+    if row in COST_VARIANTS:
+        method, options, merged = COST_VARIANTS[row]
+        return method, dict(options), merged
+    if row.endswith(MERGED_SUFFIX):
+        return row[: -len(MERGED_SUFFIX)], {}, True
+    return row, {}, False

@@ -160,7 +160,10 @@ def register(commands) -> None:
     cost.add_argument("--img-size", "--img_size", dest="img_size", type=int, default=112)
     cost.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32)
     cost.add_argument("--num-classes", type=int, default=10)
-    cost.add_argument("--methods", default=",".join(COST_METHODS))
+    cost.add_argument("--methods", default=",".join(COST_METHODS),
+                      help="comma-separated rows: any registered method, NAME+merged for a mergeable one (lora+merged), "
+                           "a named variant (lore-public, lora-qv, adaptformer-k8, adapter-pfeiffer), or all "
+                           f"(default: {','.join(COST_METHODS)})")
     cost.add_argument("--warmup", type=int, default=1)
     cost.add_argument("--infer-repeats", type=int, default=5)
     cost.add_argument("--train-repeats", type=int, default=3)

@@ -2,7 +2,8 @@
 registered by one call, :func:`register_method` (users register their own the same way).
 
 Built in: ``linear`` (:mod:`.linear`), ``vpt-shallow`` / ``vpt-deep`` (:mod:`.vpt`), ``lore-no-kp`` /
-``lore`` (:mod:`.lore`), ``zero-shot`` (:mod:`.zero_shot`).
+``lore`` (:mod:`.lore`), ``zero-shot`` (:mod:`.zero_shot`); the vision PETL baselines (issue 19) ``lora``
+(:mod:`.lora`, through huggingface/peft), ``adaptformer``, ``adapter``, ``ssf``, ``bitfit``, ``full``.
 """
 from __future__ import annotations
 
@@ -14,12 +15,22 @@ from lorevit.methods.registry import (METHODS, MethodRegistrationError, build_op
                                       describe_options, method_class, options_from_config, register_method,
                                       unregister_method)
 from lorevit.methods.vpt import VPTDeep, VPTOptions, VPTShallow
+from lorevit.methods.adaptformer import AdaptFormer, AdaptFormerOptions
+from lorevit.methods.adapter import Adapter, AdapterOptions
+from lorevit.methods.bitfit import BitFit
+from lorevit.methods.full import FullFineTuning
+from lorevit.methods.lora import Lora, LoraOptions
+from lorevit.methods.ssf import SSF, SSFOptions
 from lorevit.methods.zero_shot import ZeroShot, ZeroShotHead
 
 for _name, _cls, _options in (("linear", LinearProbe, NoOptions), ("vpt-shallow", VPTShallow, VPTOptions),
                               ("vpt-deep", VPTDeep, VPTOptions), ("lore-no-kp", LoreNoKP, LoreNoKPOptions),
                               ("lore", Lore, LoreOptions), ("zero-shot", ZeroShot, NoOptions)):
     register_method(_name, _cls, _options, builtin=True)
+for _name, _cls, _options in (("lora", Lora, LoraOptions), ("adaptformer", AdaptFormer, AdaptFormerOptions),
+                              ("adapter", Adapter, AdapterOptions), ("ssf", SSF, SSFOptions),
+                              ("bitfit", BitFit, NoOptions), ("full", FullFineTuning, NoOptions)):
+    register_method(_name, _cls, _options, builtin=True)  # issue 19: the vision PETL baselines
 check_builtins()
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -32,11 +34,13 @@ from pathlib import Path
 from lorevit.errors import UserError
 from lorevit.utils.io import atomic_write, file_sha256, write_json
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "timm")  # timm: a merged adapter as a plain timm ViT's safetensors (issue 19 §1)
 FORMAT_TAG = "lorevit.onnx/1"
 DEFAULT_OPSET = 17
 MIN_OPSET = 14  # scaled_dot_product_attention
 TOLERANCE = 1e-4
+MERGE_TOLERANCE = 1e-4  # merged vs unmerged logits in fp32 (BASELINES_VISION.md §A1 invariant 2)
+TIMM_FORMAT_TAG = "lorevit.timm/1"
 CHECK_BATCH = 3  # the check's batch; its first image alone is checked too (batch 1)
 INPUT, OUTPUT = "images", "logits"
 
@@ -167,10 +171,34 @@ def compare_with_torch(model_bytes: bytes, model, img_size: int, batch: int = CH
     return worst, sizes
 
 
+def check_batch(img_size: int, batch: int = CHECK_BATCH, seed: int = 0):
+    import torch
+
+    return torch.randn(batch, 3, img_size, img_size, generator=torch.Generator().manual_seed(seed))  # B, 3, S, S
+
+
+def merged_model(model, img_size: int, tolerance: float = MERGE_TOLERANCE) -> float:
+    """Fold ``model``'s method into its ViT (``model.merge()``, in place) and return the largest |logits
+    difference| merged vs unmerged on a seeded batch; a method that cannot merge is its MergeError (one line),
+    a difference above ``tolerance`` an ExportError. Nothing is written either way."""
+    import torch
+
+    images = check_batch(img_size)
+    with torch.no_grad():
+        before = model(images).logits
+        model.merge()
+        difference = float((model(images).logits - before).abs().max())
+    if not difference <= tolerance:
+        raise ExportError(f"the merged model's logits differ from the unmerged ones by {difference:.3g} > "
+                          f"{tolerance:g}; nothing was written")
+    return difference
+
+
 def export_onnx(adapter: str | Path, output: str | Path, opset: int = DEFAULT_OPSET,
-                tolerance: float = TOLERANCE) -> ExportResult:
+                tolerance: float = TOLERANCE, merge: bool = False) -> ExportResult:
     """Export ``adapter`` (a run directory or its adapter.safetensors) to ``output`` (.onnx), checked
-    against PyTorch with onnxruntime; writes ``output`` and ``output + '.json'`` or nothing at all."""
+    against PyTorch with onnxruntime; writes ``output`` and ``output + '.json'`` or nothing at all.
+    ``merge``: fold the method into the ViT's weights first (lora, ssf, bitfit, ...): the graph is the plain ViT's."""
     require_onnx()
     from lorevit.adapters.hub import locate_adapter
     from lorevit.factory import load_adapter
@@ -186,6 +214,8 @@ def export_onnx(adapter: str | Path, output: str | Path, opset: int = DEFAULT_OP
     model, cfg = load_adapter(adapter)
     adapter_file = locate_adapter(adapter)  # a run dir, a hub-style folder, a file or a Hub repo id
     metadata = onnx_metadata(model, cfg, adapter_file, opset)
+    if merge:
+        metadata.update(merged="true", merge_max_abs_diff_logits=f"{merged_model(model, cfg.img_size):.6g}")
     graph = trace_to_onnx(model, cfg.img_size, opset)
     difference, sizes = compare_with_torch(graph, model, cfg.img_size)
     if not difference <= tolerance:
@@ -197,6 +227,99 @@ def export_onnx(adapter: str | Path, output: str | Path, opset: int = DEFAULT_OP
     result = ExportResult(output, output.with_name(output.name + ".json"), difference, tolerance, sizes, opset,
                           len(graph), time.perf_counter() - start, metadata)
     write_json(result.report, {**result.to_dict(), "adapter": str(adapter)})
+    return result
+
+
+@dataclass
+class TimmExportResult:
+    path: Path  # the .safetensors file: a plain timm ViT's state dict, the task head as its ``head``
+    report: Path  # the sidecar JSON: how to load it, the checks
+    create_model: dict  # the keyword arguments of timm.create_model that load it
+    max_abs_diff: float  # timm (loaded from the file) vs the merged lorevit model
+    merge_max_abs_diff: float  # merged vs unmerged lorevit model
+    size_bytes: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "path": str(self.path), "report": str(self.report)}
+
+
+def timm_state_dict(model, images) -> dict:
+    """The merged model as one timm ViT's state dict: the ViT's own tensors, its ``head`` the task head
+    (``head.weight`` (C, d), ``head.bias`` (C)). Only a linear task head and no prompt tokens fit timm's ViT."""
+    import torch
+    from torch import nn
+
+    with torch.no_grad():
+        prompts = model.method(model.backbone.embed_patches(images)).prompts
+    if not isinstance(model.head, nn.Linear) or prompts is not None:
+        raise ExportError(f"--format timm needs a linear task head and no prompt tokens; method {model.method.name!r} "
+                          f"with head {type(model.head).__name__} has no plain timm form: use --format onnx")
+    if not isinstance(getattr(model.backbone.vit, "head", None), (nn.Linear, nn.Identity)):
+        raise ExportError("--format timm: this ViT's head is not a classifier timm would replace; use --format onnx")
+    state = {k: v for k, v in model.backbone.vit.state_dict().items() if not k.startswith("head.")}
+    state.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def timm_arguments(model, cfg, file: Path) -> dict:
+    """What ``timm.create_model`` needs to load the file as this classifier (JSON-able)."""
+    name = model.backbone.name
+    return {"model_name": name, "pretrained": True,
+            "pretrained_cfg_overlay": {"file": str(file), "num_classes": model.num_classes},
+            "num_classes": model.num_classes, "img_size": cfg.img_size, **(cfg.backbone_kwargs or {})}
+
+
+def export_timm(adapter: str | Path, output: str | Path, tolerance: float = TOLERANCE) -> TimmExportResult:
+    """Merge ``adapter``'s method into its ViT and write the plain timm ViT (+ the task head as ``head``) to
+    ``output`` (.safetensors), which ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(
+    file=output, num_classes=C), num_classes=C, img_size=S)`` loads. Before it is written the file is loaded that
+    way and its logits compared with lorevit's (≤ ``tolerance``); writes ``output`` + ``output.json`` or nothing."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from lorevit.factory import load_adapter
+
+    output = Path(output)
+    if output.is_dir():
+        raise ExportError(f"--output {output} is a directory; give a file name such as {output / 'model.safetensors'}")
+    if output.suffix != ".safetensors":
+        raise ExportError(f"--output {output}: --format timm writes safetensors; name it {output.stem}.safetensors")
+    if not tolerance > 0:
+        raise ExportError(f"--tolerance must be positive, got {tolerance}")
+    start = time.perf_counter()
+    model, cfg = load_adapter(adapter)
+    model = model.float().eval()
+    merge_difference = merged_model(model, cfg.img_size)
+    images = check_batch(cfg.img_size)
+    state = timm_state_dict(model, images)
+    with torch.no_grad():
+        expected = model(images).logits
+    metadata = {"format": TIMM_FORMAT_TAG, "classnames": json.dumps(model.classnames), "method": cfg.method,
+                "backbone": model.backbone.name, "img_size": str(cfg.img_size)}
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".safetensors")  # timm reads
+    os.close(fd)  # safetensors by the file name's suffix
+    tmp = Path(name)
+    try:
+        save_file(state, str(tmp), metadata=metadata)
+        loaded = timm.create_model(**timm_arguments(model, cfg, tmp)).eval()
+        with torch.no_grad():
+            difference = float((loaded(images) - expected).abs().max())
+        if not difference <= tolerance:
+            raise ExportError(f"timm's logits from the exported file differ from lorevit's by {difference:.3g} > "
+                              f"{tolerance:g}; nothing was written")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    arguments = timm_arguments(model, cfg, output)
+    result = TimmExportResult(output, output.with_name(output.name + ".json"), arguments, difference, merge_difference,
+                              output.stat().st_size, time.perf_counter() - start)
+    write_json(result.report, {**result.to_dict(), "adapter": str(adapter), "classnames": model.classnames})
     return result
 
 
