@@ -30,8 +30,9 @@ def register(commands) -> None:
     p.add_argument("--crop-queries", "--crop_queries", dest="crop_queries", action="store_true",
                    help="official protocol: crop each query to its bbx before resizing (default: DINO's, no crop)")
     p.add_argument("--multiscale", action="store_true", help="average the CLS over scales 1, 1/√2, 1/2 (DINO)")
-    p.add_argument("--allow-numpy-pickle", dest="allow_numpy", action="store_true",
-                   help="accept numpy arrays in the gnd pickle (converted to lists at once); no other global ever")
+    p.add_argument("--allow-numpy-pickle", dest="allow_numpy", action="store_true", default=True,
+                   help="kept for old scripts: numpy arrays in the gnd pickle are always accepted now (numpy's "
+                        "array reconstructors only, as for CIFAR; no other global ever)")
     add_source_options(p)
     p.set_defaults(func=cmd_retrieval)
 
