@@ -9,7 +9,6 @@ writes, at the very end only, ``OUT/predictions.json``, ``OUT/correspondence.png
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(commands) -> None:
@@ -45,7 +44,7 @@ def _categories(values: list[str] | None) -> list[str] | None:
 
 
 def cmd_correspondence(args: argparse.Namespace) -> int:
-    from lorevit.cli.options import extractor_from_args
+    from lorevit.cli.options import extractor_from_args, output_folder
     from lorevit.tasks.correspondence.run import run_correspondence
     from lorevit.tasks.correspondence.spair import read_pairs
     from lorevit.tasks.errors import TaskError
@@ -54,9 +53,9 @@ def cmd_correspondence(args: argparse.Namespace) -> int:
         raise TaskError(f"--max-pairs must be a positive integer, got {args.max_pairs}")
     if args.image_size < 1:
         raise TaskError(f"--image-size must be a positive integer, got {args.image_size}")
+    output = output_folder(args.output, what="predictions.json, correspondence.json and the figure")
     data = read_pairs(args.data_root, args.split, _categories(args.category), skip_bad=args.skip_bad)  # bad input first
     extractor = extractor_from_args(args)
-    output = Path(args.output)
     report = run_correspondence(data, extractor, output, args.image_size, args.method, args.batch_size,
                                 args.max_pairs, args.figure_pairs)
     table, identity = report["pck"], report["identity_baseline"]

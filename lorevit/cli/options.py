@@ -104,6 +104,18 @@ def extractor_from_args(args: argparse.Namespace) -> "FeatureExtractor":
                           strict=getattr(args, "strict", False))
 
 
+def output_folder(path: str | Path, flag: str = "--output", what: str = "the results") -> Path:
+    """``path`` as an output folder, checked before any work: an existing file there is one error, not a traceback
+    at the end of a long run (issue 25 §4)."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise TaskError(f"{flag} {path} is a file; name a folder for {what} (it is created when missing)")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise TaskError(f"{flag} {path}: {parent} is a file, so no folder can be made there; name another folder")
+    return path
+
+
 def require_dir(path: str | Path, what: str, hint: str) -> Path:
     path = Path(path).expanduser()
     if not path.is_dir():

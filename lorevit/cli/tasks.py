@@ -14,6 +14,9 @@ def cmd_bench_tasks(args) -> int:
     from lorevit.utils.device import resolve_device
     from lorevit.tasks.errors import TaskError
 
+    from lorevit.cli.options import output_folder
+
+    output = output_folder(args.output, what="tasks.json, tasks.md and work/")
     adapter = Path(args.adapter)
     if not (adapter.is_file() or any((adapter / name).is_file() for name in ("adapter.safetensors", "model.safetensors"))):
         raise TaskError(f"no adapter at {adapter}: train one first (`make demo` writes runs/demo) or pass --adapter DIR")
@@ -25,7 +28,6 @@ def cmd_bench_tasks(args) -> int:
     if data_root is not None and not data_root.is_dir():
         raise TaskError(f"--data-root {data_root} is not a folder")
     standins = Path(args.standins).expanduser() if args.standins else sub_dir("standins")
-    output = Path(args.output)
     ctx = BenchContext(extractors_for(adapter, resolve_device(args.device), args.base_size), data_root, standins,
                        output / "work", quick=args.quick)
     run_tasks_bench(ctx, output, tasks)
@@ -38,7 +40,9 @@ def cmd_standins(args) -> int:
     from lorevit.utils.paths import sub_dir
     from lorevit.bench.tasks import build_standins
 
-    root = Path(args.output).expanduser() if args.output else sub_dir("standins")
+    from lorevit.cli.options import output_folder
+
+    root = output_folder(args.output, what="the stand-in datasets") if args.output else sub_dir("standins")
     tasks = [t for t in str(args.tasks).replace(" ", "").split(",") if t]
     built = build_standins(root, tasks)
     for task, names in built.items():
