@@ -150,10 +150,11 @@ def family_filter(model: nn.Module, state_dict: dict[str, Tensor]) -> dict[str, 
     """``state_dict`` through timm's ``checkpoint_filter_fn`` of ``model``'s family (the module that defines its
     class): raw DINO/DINOv2/MAE/open_clip/original-ViT keys → timm's. None when the family has none or it fails.
     Position embeddings are resampled as lorevit's own path does (bicubic, no antialias)."""
-    import importlib
     import inspect
+    import sys
 
-    filter_fn = getattr(importlib.import_module(type(model).__module__), "checkpoint_filter_fn", None)
+    family = sys.modules.get(type(model).__module__)  # already imported: it defines the model's class
+    filter_fn = getattr(family, "checkpoint_filter_fn", None)
     if filter_fn is None:
         return None
     options = {"interpolation": "bicubic", "antialias": False}
