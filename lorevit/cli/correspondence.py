@@ -16,7 +16,10 @@ def register(commands) -> None:
 
     p = commands.add_parser("correspondence", help="SPair-71k point correspondence (PCK@α) with B-B or an adapter",
                             description="Semantic point correspondence by upsampled patch-token cosine "
-                                        "(TASKS_SPEC §2): PCK@0.1 (also 0.05, 0.15) per image, per point, per category.")
+                                        "(TASKS_SPEC §2): each source keypoint's nearest neighbour over every "
+                                        "target pixel, as DIFT's evaluation (not the paper prose's mutual nearest "
+                                        "neighbours, which would leave keypoints unscored; docs/correspondence.md). "
+                                        "PCK@0.1 (also 0.05, 0.15) per image, per point, per category.")
     p.add_argument("--data-root", "--data_root", dest="data_root", required=True,
                    help="the SPair-71k folder (JPEGImages/, PairAnnotation/, Layout/) or a folder holding SPair-71k/")
     p.add_argument("--split", default="test", help="trn | val | test (default test)")
