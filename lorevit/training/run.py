@@ -54,6 +54,7 @@ def prepare_output(cfg: Config) -> Path:
         if not (out / "checkpoints" / "last.ckpt").is_file() and not (out / STAGES_FILE).is_file():
             raise RunError(f"--resume: no checkpoint at {out / 'checkpoints' / 'last.ckpt'}; start without --resume")
         check_resume_config(cfg, out / "config.yaml")
+        record_plan_change(cfg, out)
     elif finished and not cfg.overwrite:
         raise RunError(f"{out} already holds a finished run; choose another --output, or pass --overwrite to replace it")
     return out
@@ -82,6 +83,47 @@ def check_resume_config(cfg: Config, saved_path: Path) -> None:
                        "cannot shrink — start a new run")
 
 
+PLAN_FILE = "plan.json"  # the epoch plans a resumed run followed (issue 25 §4)
+
+
+def record_plan_change(cfg: Config, out: Path) -> None:
+    """A resume with more epochs changes the cosine's length from the step it resumes at: append to
+    ``plan.json`` where the plan changed (epoch, step) and from how many epochs to how many, before
+    ``config.yaml`` is overwritten with the new plan. The epochs' learning rates actually used are in
+    the history (``lr``, at each epoch's end); ``metrics.json`` gets both as ``schedule``."""
+    import yaml
+
+    ckpt = out / "checkpoints" / "last.ckpt"
+    if cfg.protocol == "easy-to-hard" or not ckpt.is_file():
+        return
+    saved = Config.from_dict(yaml.safe_load((out / "config.yaml").read_text()) or {})
+    if saved.epochs == cfg.epochs:
+        return
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    done = len(state.get("history", []))  # whole epochs trained under the old plan
+    plan = read_plan(out)
+    change = {"from_epochs": saved.epochs, "to_epochs": cfg.epochs, "at_epoch": done + 1,
+              "at_step": int(state.get("global_step", 0))}
+    if plan and plan[-1] == change:  # the same resume tried again (an earlier try stopped before config.yaml)
+        return
+    plan.append(change)
+    write_json(out / PLAN_FILE, {"changes": plan})
+
+
+def read_plan(out: Path) -> list[dict]:
+    import json
+
+    path = out / PLAN_FILE
+    return json.loads(path.read_text())["changes"] if path.is_file() else []
+
+
+def schedule_record(out: Path, history: list[dict], epochs: int) -> dict:
+    """``metrics.json``'s ``schedule``: the plan(s) the run followed and the learning rate of every epoch."""
+    changes = read_plan(out)
+    planned = [changes[0]["from_epochs"], *(c["to_epochs"] for c in changes)] if changes else [epochs]
+    return {"planned_epochs": planned, "changes": changes, "lr_per_epoch": [row.get("lr") for row in history]}
+
+
 def clear_previous_run(out: Path) -> None:
     """``--overwrite``: remove the old run's files first, so no stale checkpoint or log is mixed in.
 
@@ -92,7 +134,7 @@ def clear_previous_run(out: Path) -> None:
     for name in ("checkpoints", "logs", "eval"):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in ("metrics.json", ADAPTER_FILE, "indices.json", "curves.png", "eval.json", "config.yaml",
-                 "env.json", "per_class.json", "confusion.png", STAGES_FILE):  # issue 12 §3, issue 14
+                 "env.json", "per_class.json", "confusion.png", STAGES_FILE, PLAN_FILE):  # issue 12 §3, issue 14
         (out / name).unlink(missing_ok=True)
 
 
@@ -155,6 +197,7 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
         negatives = zero_shot_negatives(cfg, model, data)
         results, history, times = fit_and_test(cfg, model, data, out, negatives=negatives, ckpt_path=ckpt, test=test)
         metrics.update(results, history=history, num_train=len(data.train_indices), **times)
+        metrics["schedule"] = schedule_record(out, history, cfg.epochs)
         metrics["negatives"] = "none" if not model.method.uses_knowledge else \
             "own-prediction" if negatives is None else "clip-zero-shot"
     if cfg.bad_images == "skip":  # images left out as unreadable: per training epoch (all ranks) and in the test
