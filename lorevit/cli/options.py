@@ -36,7 +36,7 @@ def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
         text = f"{f.metadata.get('help', '')} (default: {yaml_text(field_default(f))})".replace("%", "%%")
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
         group = groups[f.metadata.get("section", "run")]
-        if kind == "bool":
+        if kind in ("bool", "bool | str"):  # --flag alone means true (resume also takes auto)
             group.add_argument(*flags, dest=f.name, nargs="?", const="true", default=argparse.SUPPRESS, metavar="BOOL",
                                help=text)
         else:
