@@ -82,6 +82,10 @@ def coerce(key: str, value: Any, annotation: str) -> Any:
         if optional or kind == "Any":
             return None
         raise ConfigError(f"{key}: null is not allowed here; expected {kind}")
+    if kind == "bool | str":  # resume: true, false or "auto" (issue 25 §1)
+        if str(value).strip().lower() == "auto":
+            return "auto"
+        kind = "bool"
     if kind == "bool":
         if isinstance(value, bool):
             return value
@@ -279,7 +283,8 @@ class Config:
     devices: Any = key(1, "machine", "devices per node (an int, a list or auto); more than one runs DDP")
     strategy: str = key("auto", "machine", "Lightning strategy: auto | ddp | ...")
     num_nodes: int = key(1, "machine", "nodes (multi-node DDP)")
-    resume: bool = key(False, "run", "continue from <output>/checkpoints/last.ckpt", result=False)
+    resume: bool | str = key(False, "run", "continue from <output>/checkpoints/last.ckpt; auto: when it exists "
+                             "(else start fresh) — one line for a job script requeued any number of times", result=False)
     checkpoint_every_n_steps: int = key(0, "run", "also save last.ckpt every N optimiser steps (0: at each epoch's "
                                         "end only); for long epochs", result=False)
     overwrite: bool = key(False, "run", "replace a finished run in <output>", result=False)

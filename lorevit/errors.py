@@ -13,3 +13,15 @@ class ConfigError(UserError, ValueError):
 
 class RunError(UserError, RuntimeError):
     """The run cannot start as asked (output directory state, resume); nothing was written."""
+
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: "try again" — a preempted run, resumable with --resume auto (docs/reliability.md)
+
+
+class Preempted(Exception):
+    """Training stopped on SIGTERM/SIGUSR1 after finishing its step and writing a step checkpoint (not a user
+    error: the CLI exits with EXIT_PREEMPTED, and ``--resume auto`` continues the run)."""
+
+    def __init__(self, signal_name: str, epoch: int, step: int, checkpoint: str):
+        super().__init__(f"preempted by {signal_name} at epoch {epoch}, step {step}; checkpoint {checkpoint}")
+        self.signal_name, self.epoch, self.step, self.checkpoint = signal_name, epoch, step, checkpoint

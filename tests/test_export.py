@@ -122,3 +122,31 @@ def test_bad_inputs_exit_2_and_write_nothing(adapters, tmp_path, capsys, monkeyp
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # not installed
     assert main(["export", "--adapter", str(adapters["linear"]), "--output", str(out)]) == 2
     assert "pip install" in capsys.readouterr().err
+
+
+def test_onnx_metadata_names_local_weights_by_basename_and_fingerprint(tmp_path):
+    """issue 25 §4: no machine path in the ONNX file — a local weights file is named by its base name, with the
+    weights' fingerprint beside it."""
+    from safetensors.torch import save_file
+
+    from lorevit.adapters.format import backbone_fingerprint
+    from lorevit.backbone import create_backbone
+    from lorevit.factory import create_model
+    from lorevit.tools.export import onnx_metadata
+
+    from .conftest import TINY_KWARGS, TINY_VIT
+
+    random = create_backbone(TINY_VIT, "random", TINY_SIZE, **TINY_KWARGS)
+    folder = tmp_path / "home" / "alice" / "private-weights"
+    folder.mkdir(parents=True)
+    save_file({k.removeprefix("vit."): v.contiguous() for k, v in random.state_dict().items()},
+              str(folder / "vit.safetensors"))
+    backbone = create_backbone(TINY_VIT, str(folder / "vit.safetensors"), TINY_SIZE, **TINY_KWARGS)
+    model = create_model("linear", CLASSES, backbone=backbone, knowledge=None)
+    adapter = tmp_path / "a.bin"
+    adapter.write_bytes(b"x")
+    cfg = tiny_config(tmp_path / "run", tmp_path, method="linear", weights=str(folder / "vit.safetensors"))
+    meta = onnx_metadata(model, cfg, adapter, 17)
+    assert json.loads(meta["weights"]) == "vit.safetensors"
+    assert meta["weights_sha256"] == backbone_fingerprint(backbone) == backbone_fingerprint(random)
+    assert not any(str(tmp_path) in value or "alice" in value for value in meta.values()), meta

@@ -296,3 +296,24 @@ def test_push_to_hub_uploads_the_three_files(tiny_adapter, monkeypatch, capsys):
     assert model.push_to_hub("someone/lore-tiny", commit_message="again").endswith("/commit/abc")
     assert calls["upload"]["message"] == "again"
     assert main(["hub", "push", str(tiny_adapter), "--repo", "not a repo"]) == 2
+
+
+def test_bench_tasks_takes_hub_ids_weights_and_strict(tiny_adapter, hub_dir, tmp_path, monkeypatch, capsys):
+    """issue 25 §4: `lorevit bench tasks` accepts a Hub repo id and the other task commands' --weights/--strict:
+    a local copy of other weights with --strict is refused for the Hub adapter (so the id was resolved and the
+    options reached the extractor), before any task runs."""
+    hub_cache(tmp_path, monkeypatch, "someone/lore-tiny", hub_dir)
+    monkeypatch.chdir(tmp_path)
+    other = tiny_weights(tmp_path / "other.safetensors", True)
+    out = tmp_path / "bench"
+    argv = ["bench", "tasks", "--adapter", "someone/lore-tiny", "--device", "cpu", "--output", str(out)]
+    assert main([*argv, "--weights", str(other), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lorevit: error:") and "--strict" in err and len(err.strip().splitlines()) == 1
+    assert main(["bench", "tasks", "--adapter", "someone/missing", "--output", str(out)]) == 2
+    assert "Hugging Face Hub repo someone/missing" in capsys.readouterr().err
+    assert not (out / "tasks.json").exists()
+    from lorevit.cli import build_parser
+
+    args = build_parser().parse_args([*argv, "--weights", str(other)])
+    assert (args.backbone_weights, args.strict) == (str(other), False)

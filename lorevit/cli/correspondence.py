@@ -9,7 +9,6 @@ writes, at the very end only, ``OUT/predictions.json``, ``OUT/correspondence.png
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(commands) -> None:
@@ -17,7 +16,10 @@ def register(commands) -> None:
 
     p = commands.add_parser("correspondence", help="SPair-71k point correspondence (PCK@α) with B-B or an adapter",
                             description="Semantic point correspondence by upsampled patch-token cosine "
-                                        "(TASKS_SPEC §2): PCK@0.1 (also 0.05, 0.15) per image, per point, per category.")
+                                        "(TASKS_SPEC §2): each source keypoint's nearest neighbour over every "
+                                        "target pixel, as DIFT's evaluation (not the paper prose's mutual nearest "
+                                        "neighbours, which would leave keypoints unscored; docs/correspondence.md). "
+                                        "PCK@0.1 (also 0.05, 0.15) per image, per point, per category.")
     p.add_argument("--data-root", "--data_root", dest="data_root", required=True,
                    help="the SPair-71k folder (JPEGImages/, PairAnnotation/, Layout/) or a folder holding SPair-71k/")
     p.add_argument("--split", default="test", help="trn | val | test (default test)")
@@ -45,7 +47,7 @@ def _categories(values: list[str] | None) -> list[str] | None:
 
 
 def cmd_correspondence(args: argparse.Namespace) -> int:
-    from lorevit.cli.options import extractor_from_args
+    from lorevit.cli.options import extractor_from_args, output_folder
     from lorevit.tasks.correspondence.run import run_correspondence
     from lorevit.tasks.correspondence.spair import read_pairs
     from lorevit.tasks.errors import TaskError
@@ -54,9 +56,9 @@ def cmd_correspondence(args: argparse.Namespace) -> int:
         raise TaskError(f"--max-pairs must be a positive integer, got {args.max_pairs}")
     if args.image_size < 1:
         raise TaskError(f"--image-size must be a positive integer, got {args.image_size}")
+    output = output_folder(args.output, what="predictions.json, correspondence.json and the figure")
     data = read_pairs(args.data_root, args.split, _categories(args.category), skip_bad=args.skip_bad)  # bad input first
     extractor = extractor_from_args(args)
-    output = Path(args.output)
     report = run_correspondence(data, extractor, output, args.image_size, args.method, args.batch_size,
                                 args.max_pairs, args.figure_pairs)
     table, identity = report["pck"], report["identity_baseline"]

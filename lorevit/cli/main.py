@@ -92,8 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         quiet_libraries()
+    from lorevit.errors import EXIT_PREEMPTED, Preempted
+
     try:
         return args.func(args)
+    except Preempted as stop:  # not an error: the job is resumable (docs/reliability.md)
+        print(f"lorevit: {stop}; continue with --resume auto (exit status {EXIT_PREEMPTED})", file=sys.stderr)
+        return EXIT_PREEMPTED
     except USER_ERRORS as err:
         if args.verbose:
             import traceback

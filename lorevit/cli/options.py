@@ -36,7 +36,7 @@ def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
         text = f"{f.metadata.get('help', '')} (default: {yaml_text(field_default(f))})".replace("%", "%%")
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
         group = groups[f.metadata.get("section", "run")]
-        if kind == "bool":
+        if kind in ("bool", "bool | str"):  # --flag alone means true (resume also takes auto)
             group.add_argument(*flags, dest=f.name, nargs="?", const="true", default=argparse.SUPPRESS, metavar="BOOL",
                                help=text)
         else:
@@ -102,6 +102,18 @@ def extractor_from_args(args: argparse.Namespace) -> "FeatureExtractor":
         raise TaskError(f"--batch-size must be a positive integer, got {args.batch_size}")
     return load_extractor(args.adapter, args.backbone, weights, kwargs, args.base_size, resolve_device(args.device),
                           strict=getattr(args, "strict", False))
+
+
+def output_folder(path: str | Path, flag: str = "--output", what: str = "the results") -> Path:
+    """``path`` as an output folder, checked before any work: an existing file there is one error, not a traceback
+    at the end of a long run (issue 25 §4)."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise TaskError(f"{flag} {path} is a file; name a folder for {what} (it is created when missing)")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise TaskError(f"{flag} {path}: {parent} is a file, so no folder can be made there; name another folder")
+    return path
 
 
 def require_dir(path: str | Path, what: str, hint: str) -> Path:

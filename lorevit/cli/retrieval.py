@@ -30,21 +30,16 @@ def register(commands) -> None:
     p.add_argument("--crop-queries", "--crop_queries", dest="crop_queries", action="store_true",
                    help="official protocol: crop each query to its bbx before resizing (default: DINO's, no crop)")
     p.add_argument("--multiscale", action="store_true", help="average the CLS over scales 1, 1/√2, 1/2 (DINO)")
-    p.add_argument("--allow-numpy-pickle", dest="allow_numpy", action="store_true",
-                   help="accept numpy arrays in the gnd pickle (converted to lists at once); no other global ever")
+    p.add_argument("--allow-numpy-pickle", dest="allow_numpy", action="store_true", default=True,
+                   help="kept for old scripts: numpy arrays in the gnd pickle are always accepted now (numpy's "
+                        "array reconstructors only, as for CIFAR; no other global ever)")
     add_source_options(p)
     p.set_defaults(func=cmd_retrieval)
 
 
-def _check_output(path: Path) -> Path:
-    if path.exists() and not path.is_dir():
-        raise TaskError(f"--output {path} is a file; pass a folder (retrieval.json is written inside)")
-    return path
-
-
 def cmd_retrieval(args) -> int:
     from lorevit.utils.io import write_json
-    from lorevit.cli.options import extractor_from_args
+    from lorevit.cli.options import extractor_from_args, output_folder
     from lorevit.tasks.retrieval.dataset import read_dataset
     from lorevit.tasks.retrieval.run import retrieval_setup, run_retrieval
 
@@ -52,7 +47,7 @@ def cmd_retrieval(args) -> int:
         raise TaskError(f"--dataset {args.dataset!r} must be a folder name under --data-root, e.g. roxford5k")
     if args.imsize < 0:
         raise TaskError(f"--imsize must be ≥ 0 (0 = full resolution), got {args.imsize}")
-    output = _check_output(Path(args.output).expanduser())
+    output = output_folder(args.output, what="retrieval.json")
     dataset = read_dataset(args.data_root, args.dataset, allow_numpy=args.allow_numpy)  # all checks first
     extractor = extractor_from_args(args)
     imsize = args.imsize or None

@@ -14,9 +14,16 @@ def cmd_bench_tasks(args) -> int:
     from lorevit.utils.device import resolve_device
     from lorevit.tasks.errors import TaskError
 
+    from lorevit.cli.options import output_folder
+
+    output = output_folder(args.output, what="tasks.json, tasks.md and work/")
+    from lorevit.adapters.hub import looks_like_repo_id
+
     adapter = Path(args.adapter)
-    if not (adapter.is_file() or any((adapter / name).is_file() for name in ("adapter.safetensors", "model.safetensors"))):
-        raise TaskError(f"no adapter at {adapter}: train one first (`make demo` writes runs/demo) or pass --adapter DIR")
+    local = adapter.is_file() or any((adapter / name).is_file() for name in ("adapter.safetensors", "model.safetensors"))
+    if not local and (adapter.exists() or not looks_like_repo_id(str(args.adapter))):  # a Hub id is tried later
+        raise TaskError(f"no adapter at {adapter}: train one first (`make demo` writes runs/demo), pass --adapter DIR "
+                        "(a run or a `lorevit hub save` folder) or a Hugging Face Hub repo id org/name")
     tasks = [t for t in str(args.tasks).replace(" ", "").split(",") if t]
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
@@ -25,8 +32,15 @@ def cmd_bench_tasks(args) -> int:
     if data_root is not None and not data_root.is_dir():
         raise TaskError(f"--data-root {data_root} is not a folder")
     standins = Path(args.standins).expanduser() if args.standins else sub_dir("standins")
-    output = Path(args.output)
-    ctx = BenchContext(extractors_for(adapter, resolve_device(args.device), args.base_size), data_root, standins,
+    weights = args.backbone_weights
+    if weights not in ("unset", None):
+        from lorevit.config import yaml_value
+
+        weights = yaml_value(weights, "weights")
+        weights = None if weights == "hub" else weights
+    extractors = extractors_for(args.adapter if not local else adapter, resolve_device(args.device), args.base_size,
+                                weights=weights, strict=args.strict)
+    ctx = BenchContext(extractors, data_root, standins,
                        output / "work", quick=args.quick)
     run_tasks_bench(ctx, output, tasks)
     print(f"\ntasks written to {output}/tasks.{{json,md}}\n")
@@ -38,7 +52,9 @@ def cmd_standins(args) -> int:
     from lorevit.utils.paths import sub_dir
     from lorevit.bench.tasks import build_standins
 
-    root = Path(args.output).expanduser() if args.output else sub_dir("standins")
+    from lorevit.cli.options import output_folder
+
+    root = output_folder(args.output, what="the stand-in datasets") if args.output else sub_dir("standins")
     tasks = [t for t in str(args.tasks).replace(" ", "").split(",") if t]
     built = build_standins(root, tasks)
     for task, names in built.items():
@@ -51,7 +67,11 @@ def register_bench(sub) -> None:
     p = sub.add_parser("tasks", help="the other tasks (retrieval, correspondence, video): B-B vs LORE → tasks.{json,md}",
                        description="B-B and LORE side by side on every task's real data (--data-root) or its "
                                    "stand-ins built from real images, with the trivial baselines.")
-    p.add_argument("--adapter", default="runs/demo", help="the LORE adapter (default runs/demo, written by `make demo`)")
+    from lorevit.cli.options import add_adapter_options
+
+    p.add_argument("--adapter", default="runs/demo",
+                   help="the LORE adapter: a run, a hub-style folder or a Hub repo id (default runs/demo, from `make demo`)")
+    add_adapter_options(p)
     p.add_argument("--data-root", "--data_root", dest="data_root", default=None,
                    help="folder holding real datasets in their official layouts (roxford5k/, rparis6k/, SPair-71k/, DAVIS/)")
     p.add_argument("--standins", default=None, help="stand-in datasets folder (default $LOREVIT_HOME/standins; built if missing)")

@@ -42,7 +42,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from lorevit.cli.options import extractor_from_args
+    from lorevit.cli.options import extractor_from_args, output_folder
     from lorevit.tasks.video.davis import Davis
     from lorevit.tasks.video.propagate import PropagationConfig
     from lorevit.tasks.video.run import describe, run_video
@@ -50,6 +50,7 @@ def cmd_run(args) -> int:
     cfg = PropagationConfig(n_last_frames=args.n_last_frames, size_mask_neighborhood=args.size_mask_neighborhood,
                             topk=args.topk, temperature=args.temperature, short_side=args.short_side,
                             normalisation=args.normalisation)
+    output_folder(args.output, what="the predictions, scores.json, the CSVs and run.json")
     Davis(args.davis_root, need_frames=True).sequences(args.set, _names(args.sequences))  # bad input before the model
     extractor = extractor_from_args(args)
     report = run_video(args.davis_root, extractor, args.output, args.set, _names(args.sequences),

@@ -36,10 +36,12 @@ class TaskResult:
     details: dict = field(default_factory=dict)  # anything else worth keeping in tasks.json
 
 
-def extractors_for(adapter: str | Path, device="cpu", base_size: int | None = None) -> dict[str, FeatureExtractor]:
-    """LORE from ``adapter`` and B-B as the very same frozen ViT without prompts."""
+def extractors_for(adapter: str | Path, device="cpu", base_size: int | None = None, weights: str | None = "unset",
+                   strict: bool = False) -> dict[str, FeatureExtractor]:
+    """LORE from ``adapter`` (a run, a hub-style folder or a Hub repo id; ``weights``/``strict``: a local copy of its
+    backbone's weights, fingerprint-checked, as the other task commands) and B-B as the very same frozen ViT."""
     from lorevit.tasks.features import load_extractor
 
-    lore = load_extractor(adapter, base_size=base_size, device=device)
+    lore = load_extractor(adapter, weights=weights, base_size=base_size, device=device, strict=strict)
     provenance = {"source": "black-box", "backbone": lore.provenance["backbone"], "weights": lore.provenance["weights"]}
     return {"B-B": FeatureExtractor(lore.backbone, None, provenance), "LORE": lore}

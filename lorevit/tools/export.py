@@ -95,6 +95,7 @@ def onnx_metadata(model, cfg, adapter_file: Path, opset: int) -> dict[str, str]:
     """What a deployment needs beside the graph: class names, preprocessing and provenance (all strings)."""
     import torch
 
+    from lorevit.adapters.format import backbone_fingerprint, weights_label
     from lorevit.version import __version__
 
     data = model.backbone.data_config
@@ -103,7 +104,9 @@ def onnx_metadata(model, cfg, adapter_file: Path, opset: int) -> dict[str, str]:
         "classnames": json.dumps(model.classnames),
         "method": cfg.method,
         "backbone": model.backbone.name,
-        "weights": json.dumps(model.backbone.weights),
+        # the weights by name or base name and by fingerprint: no machine path in a file that is shipped (issue 25 §4)
+        "weights": json.dumps(None if model.backbone.weights is None else weights_label(model.backbone.weights)),
+        "weights_sha256": backbone_fingerprint(model.backbone),
         "img_size": str(cfg.img_size),
         "mean": json.dumps([float(v) for v in data["mean"]]),
         "std": json.dumps([float(v) for v in data["std"]]),

@@ -272,6 +272,11 @@ def group_note(row: Row) -> str:
     repeated = sorted({s for s in seeds if seeds.count(s) > 1}, key=str)
     if repeated:
         notes.append(f"seed(s) {', '.join(map(str, repeated))} repeated")
+    for run in row.runs:  # a resume with more epochs: the run followed two cosine plans (issue 25 §4)
+        for change in (run.metrics.get("schedule") or {}).get("changes", []):
+            notes.append(f"{run.path.name}: resumed with {change['to_epochs']} instead of {change['from_epochs']} "
+                         f"epochs at epoch {change['at_epoch']} (step {change['at_step']}); its lr per epoch is in "
+                         "metrics.json schedule.lr_per_epoch")
     return "; ".join(notes)
 
 

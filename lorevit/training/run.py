@@ -24,6 +24,7 @@ from lorevit.training.protocols import zero_shot_negatives
 from lorevit.training.trainer import _trainer
 from lorevit.errors import ConfigError
 from lorevit.data.sampling import short_classes
+from lorevit.errors import Preempted
 from lorevit.errors import RunError  # noqa: F401 (re-exported: lorevit.training.run.RunError)
 from lorevit.utils.io import write_json, write_text
 from lorevit.config import ARCH_KEYS
@@ -47,13 +48,42 @@ def validate(cfg: Config) -> None:
     _trainer(cfg, Path(tempfile.gettempdir()), 1, False, [])  # Lightning checks devices/strategy/precision: before any file is written
 
 
+UNFINISHED = ("preempted", "diverged")  # metrics.json "status" of a run that stopped before its end
+
+
+def run_status(out: Path) -> str | None:
+    """``metrics.json``'s status: None (no run), "finished", "preempted" or "diverged"."""
+    import json
+
+    path = out / "metrics.json"
+    if not path.is_file():
+        return "finished" if (out / ADAPTER_FILE).exists() else None
+    try:
+        return json.loads(path.read_text()).get("status", "finished")
+    except (OSError, ValueError, AttributeError):
+        return "finished"  # unreadable: never treated as resumable, never clobbered without --overwrite
+
+
+def resolve_resume(cfg: Config) -> Config:
+    """``resume: auto``: resume when ``checkpoints/last.ckpt`` (or an easy-to-hard stage record) exists, start fresh
+    otherwise; a resumed config must still match the run's (checked by :func:`check_resume_config`)."""
+    import dataclasses
+
+    if cfg.resume != "auto":
+        return cfg
+    out = Path(cfg.output)
+    found = (out / "checkpoints" / "last.ckpt").is_file() or (out / STAGES_FILE).is_file()
+    return dataclasses.replace(cfg, resume=bool(found) and run_status(out) != "finished")
+
+
 def prepare_output(cfg: Config) -> Path:
     out = Path(cfg.output)
-    finished = (out / "metrics.json").exists() or (out / ADAPTER_FILE).exists()
+    finished = run_status(out) not in (None, *UNFINISHED)
     if cfg.resume:
         if not (out / "checkpoints" / "last.ckpt").is_file() and not (out / STAGES_FILE).is_file():
             raise RunError(f"--resume: no checkpoint at {out / 'checkpoints' / 'last.ckpt'}; start without --resume")
         check_resume_config(cfg, out / "config.yaml")
+        record_plan_change(cfg, out)
     elif finished and not cfg.overwrite:
         raise RunError(f"{out} already holds a finished run; choose another --output, or pass --overwrite to replace it")
     return out
@@ -82,6 +112,47 @@ def check_resume_config(cfg: Config, saved_path: Path) -> None:
                        "cannot shrink — start a new run")
 
 
+PLAN_FILE = "plan.json"  # the epoch plans a resumed run followed (issue 25 §4)
+
+
+def record_plan_change(cfg: Config, out: Path) -> None:
+    """A resume with more epochs changes the cosine's length from the step it resumes at: append to
+    ``plan.json`` where the plan changed (epoch, step) and from how many epochs to how many, before
+    ``config.yaml`` is overwritten with the new plan. The epochs' learning rates actually used are in
+    the history (``lr``, at each epoch's end); ``metrics.json`` gets both as ``schedule``."""
+    import yaml
+
+    ckpt = out / "checkpoints" / "last.ckpt"
+    if cfg.protocol == "easy-to-hard" or not ckpt.is_file():
+        return
+    saved = Config.from_dict(yaml.safe_load((out / "config.yaml").read_text()) or {})
+    if saved.epochs == cfg.epochs:
+        return
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    done = len(state.get("history", []))  # whole epochs trained under the old plan
+    plan = read_plan(out)
+    change = {"from_epochs": saved.epochs, "to_epochs": cfg.epochs, "at_epoch": done + 1,
+              "at_step": int(state.get("global_step", 0))}
+    if plan and plan[-1] == change:  # the same resume tried again (an earlier try stopped before config.yaml)
+        return
+    plan.append(change)
+    write_json(out / PLAN_FILE, {"changes": plan})
+
+
+def read_plan(out: Path) -> list[dict]:
+    import json
+
+    path = out / PLAN_FILE
+    return json.loads(path.read_text())["changes"] if path.is_file() else []
+
+
+def schedule_record(out: Path, history: list[dict], epochs: int) -> dict:
+    """``metrics.json``'s ``schedule``: the plan(s) the run followed and the learning rate of every epoch."""
+    changes = read_plan(out)
+    planned = [changes[0]["from_epochs"], *(c["to_epochs"] for c in changes)] if changes else [epochs]
+    return {"planned_epochs": planned, "changes": changes, "lr_per_epoch": [row.get("lr") for row in history]}
+
+
 def clear_previous_run(out: Path) -> None:
     """``--overwrite``: remove the old run's files first, so no stale checkpoint or log is mixed in.
 
@@ -92,7 +163,7 @@ def clear_previous_run(out: Path) -> None:
     for name in ("checkpoints", "logs", "eval"):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in ("metrics.json", ADAPTER_FILE, "indices.json", "curves.png", "eval.json", "config.yaml",
-                 "env.json", "per_class.json", "confusion.png", STAGES_FILE):  # issue 12 §3, issue 14
+                 "env.json", "per_class.json", "confusion.png", STAGES_FILE, PLAN_FILE):  # issue 12 §3, issue 14
         (out / name).unlink(missing_ok=True)
 
 
@@ -124,6 +195,12 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
     validation split (a model-selection run, ``bench ablation --grid``): no test metrics.
     """
     cfg = resolve_config(cfg)  # knowledge: clip:auto → the backbone's own text tower, recorded as such
+    if cfg.resume == "auto" and run_status(Path(cfg.output)) == "finished" and not cfg.overwrite:
+        import json
+
+        log.warning("--resume auto: %s already holds a finished run; nothing to do", cfg.output)
+        return json.loads((Path(cfg.output) / "metrics.json").read_text())
+    cfg = resolve_resume(cfg)
     validate(cfg)
     out = prepare_output(cfg)
     start = time.perf_counter()
@@ -153,8 +230,17 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
                                               "shots": cfg.shots})
         ckpt = out / "checkpoints" / "last.ckpt" if cfg.resume else None
         negatives = zero_shot_negatives(cfg, model, data)
-        results, history, times = fit_and_test(cfg, model, data, out, negatives=negatives, ckpt_path=ckpt, test=test)
+        try:
+            results, history, times = fit_and_test(cfg, model, data, out, negatives=negatives, ckpt_path=ckpt,
+                                                   test=test)
+        except Preempted as stop:
+            if rank_zero_only.rank == 0:  # resumable: prepare_output treats this status as unfinished
+                write_json(out / "metrics.json", {**metrics, "status": "preempted", "signal": stop.signal_name,
+                                                  "epoch": stop.epoch, "step": stop.step,
+                                                  "checkpoint": str(Path(stop.checkpoint).relative_to(out))})
+            raise
         metrics.update(results, history=history, num_train=len(data.train_indices), **times)
+        metrics["schedule"] = schedule_record(out, history, cfg.epochs)
         metrics["negatives"] = "none" if not model.method.uses_knowledge else \
             "own-prediction" if negatives is None else "clip-zero-shot"
     if cfg.bad_images == "skip":  # images left out as unreadable: per training epoch (all ranks) and in the test
@@ -162,6 +248,7 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
         metrics["skipped_images"] = {"train": max(per_epoch, default=0),
                                      "test": len(data.test_indices) - int(metrics.get("test_images", 0))}
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
+    metrics["status"] = "finished"
     if rank_zero_only.rank == 0:
         save_adapter(model, cfg, out)
         from lorevit.training.envinfo import write_env  # issue 12 §3: versions, device, git commit, data fingerprints

@@ -47,7 +47,8 @@ def make_trainer(cfg: Config, out: Path, epochs: int, stage: str = "") -> L.Trai
     # i.e. with save_top_k=0 only at the very end): the one most recent checkpoint, under the name resume reads.
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints" / stage, filename="last", save_top_k=1, every_n_epochs=1,
                                  enable_version_counter=False)
-    callbacks = [checkpoint] + ([progress_bar()] if cfg.progress else [])
+    callbacks = [checkpoint, PreemptionCheckpoint(out / "checkpoints" / stage / "last.ckpt")] + \
+        ([progress_bar()] if cfg.progress else [])
     if cfg.checkpoint_every_n_steps:  # also within an epoch (the training loader resumes mid-epoch)
         callbacks.insert(1, StepCheckpoint(dirpath=out / "checkpoints" / stage, filename="last", save_top_k=1,
                                            every_n_train_steps=cfg.checkpoint_every_n_steps,
@@ -87,3 +88,71 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         atomic_write(Path(path), lambda tmp: super(AtomicCheckpointIO, self).save_checkpoint(checkpoint, tmp,
                                                                                              storage_options))
+
+
+class PreemptionCheckpoint(L.Callback):
+    """SIGTERM / SIGUSR1 (a cluster's preemption, SLURM's warning before the time limit) during training: the
+    step in progress finishes, ``last.ckpt`` is written atomically, and :class:`lorevit.errors.Preempted` stops
+    the run (issue 25 §1). A signal on the epoch's last batch lets the epoch end (its own checkpoint holds the
+    epoch's history row) and stops before the next batch. More signals while stopping change nothing: the
+    checkpoint is written by rename, so the run is resumable whatever arrives when."""
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint = Path(checkpoint)
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def _on_signal(self, signum, frame) -> None:
+        import signal
+
+        self.received = self.received or signal.Signals(signum).name
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.SIGNALS:  # replaces Lightning's SIGTERM notifier: the step finishes before anything stops
+            if hasattr(signal, name):
+                self._previous[name] = signal.signal(getattr(signal, name), self._on_signal)
+
+    def _restore(self) -> None:
+        import signal
+
+        for name, handler in self._previous.items():
+            signal.signal(getattr(signal, name), handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._restore()
+
+    def _stop_now(self, trainer) -> bool:
+        stop = self.received is not None
+        if trainer.world_size > 1:  # every rank stops at the same step (one may have seen the signal later)
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        return stop
+
+    def _preempted(self, trainer):
+        from lorevit.errors import Preempted
+
+        self._restore()
+        return Preempted(self.received or "a signal on another rank", trainer.current_epoch + 1, trainer.global_step,
+                         str(self.checkpoint))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or not self._stop_now(trainer):
+            return
+        trainer.save_checkpoint(self.checkpoint)  # atomic (AtomicCheckpointIO); every rank joins, rank 0 writes
+        raise self._preempted(trainer)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # An epoch's first batch: a signal that came on the previous epoch's last batch (its checkpoint is written)
+        # stops here. Any other batch runs first (its batch is already drawn from the loader) and stops at its end.
+        if batch_idx == 0 and self._stop_now(trainer):
+            raise self._preempted(trainer)

@@ -23,8 +23,9 @@ NUMPY_GLOBALS = frozenset(
 ) | frozenset({("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
                ("numpy._core.numeric", "_frombuffer")})
 # Python 3 writes ``bytes`` at pickle protocol < 3 as ``_codecs.encode(text, "latin1")`` (a pure text →
-# bytes transform): CIFAR batches re-saved by Python 3 at protocol 2 hold it.
-BYTES_GLOBALS = frozenset({("_codecs", "encode")})
+# bytes transform): CIFAR batches re-saved by Python 3 at protocol 2 hold it. An *empty* array's bytes are
+# written as a bare ``bytes()`` call instead (``__builtin__.bytes`` at protocol 2): a constructor of bytes only.
+BYTES_GLOBALS = frozenset({("_codecs", "encode"), ("builtins", "bytes"), ("__builtin__", "bytes")})
 
 
 class UnsafePickleError(ValueError):
@@ -39,9 +40,12 @@ class _Restricted(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in self.allowed:
             return super().find_class(module, name)
+        # Not "corrupt": the file may well be genuine (written by a newer tool), only not on the allow-list.
+        allowed = ", ".join(sorted(f"{m}.{n}" for m, n in self.allowed)) or "none"
         raise UnsafePickleError(
-            f"{self.source}: refused to load: the pickle asks for the global {module}.{name}, which this format "
-            "never needs (a crafted or corrupt file; nothing was run). Re-download the file from its official source")
+            f"{self.source}: refused to load: the pickle asks for the global {module}.{name}, which this reader "
+            f"does not allow (allowed: {allowed}); nothing was imported or run. Use a copy from the format's official "
+            "source, or re-save the data with plain lists and numbers")
 
     def persistent_load(self, pid):
         raise UnsafePickleError(f"{self.source}: refused to load: the pickle uses persistent ids, which this format never needs")

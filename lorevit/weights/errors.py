@@ -9,3 +9,8 @@ class WeightsError(UserError):
 
     The message always says which file or package is involved and what to do about it.
     """
+
+
+class WeightsNote(UserWarning):
+    """A weights file was loaded with an adjustment the user should know of (its classifier head dropped or
+    kept from the model, raw keys converted by timm's filter for the family); printed as one warning line."""

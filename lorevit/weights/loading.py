@@ -134,20 +134,84 @@ def _examples(keys: list[str], n: int = 5) -> str:
     return shown + (f", ... (+{len(keys) - n})" if len(keys) > n else "")
 
 
-def load_into_model(model: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> list[str]:
-    """Load ``state_dict`` into ``model`` strictly.
+HEAD_PREFIX = "head."  # timm's classifier: lorevit replaces it, so a file's head (or its absence) never matters
 
-    If the only difference is the shape of ``pos_embed`` it is resampled to the model's grid
-    (timm ``resample_abs_pos_embed``). Any other mismatch raises :class:`WeightsError` naming
+
+def _mismatch(own: Mapping[str, Tensor], sd: Mapping[str, Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, shape-mismatched) keys of ``sd`` against ``own``, the classifier head left out."""
+    body = [k for k in own if not k.startswith(HEAD_PREFIX)]
+    missing = sorted(k for k in body if k not in sd)
+    unexpected = sorted(k for k in sd if k not in own and not k.startswith(HEAD_PREFIX))
+    shapes = sorted(k for k in body if k in sd and tuple(sd[k].shape) != tuple(own[k].shape))
+    return missing, unexpected, shapes
+
+
+def family_filter(model: nn.Module, state_dict: dict[str, Tensor]) -> dict[str, Tensor] | None:
+    """``state_dict`` through timm's ``checkpoint_filter_fn`` of ``model``'s family (the module that defines its
+    class): raw DINO/DINOv2/MAE/open_clip/original-ViT keys → timm's. None when the family has none or it fails.
+    Position embeddings are resampled as lorevit's own path does (bicubic, no antialias)."""
+    import inspect
+    import sys
+
+    family = sys.modules.get(type(model).__module__)  # already imported: it defines the model's class
+    filter_fn = getattr(family, "checkpoint_filter_fn", None)
+    if filter_fn is None:
+        return None
+    options = {"interpolation": "bicubic", "antialias": False}
+    accepted = inspect.signature(filter_fn).parameters
+    try:
+        out = filter_fn(dict(state_dict), model, **{k: v for k, v in options.items() if k in accepted})
+    except Exception:  # noqa: BLE001 (a foreign layout the filter does not know: the strict report follows)
+        return None
+    return dict(out) if isinstance(out, Mapping) else None
+
+
+def _settle_head(own: Mapping[str, Tensor], sd: dict[str, Tensor], source: str, notes: list[str]) -> None:
+    """The file's classifier head: kept when it fits the model's, else dropped (the model keeps its own)."""
+    file_head = {k: v for k, v in sd.items() if k.startswith(HEAD_PREFIX)}
+    own_head = {k: v for k, v in own.items() if k.startswith(HEAD_PREFIX)}
+    fits = file_head.keys() == own_head.keys() and all(tuple(v.shape) == tuple(own_head[k].shape)
+                                                       for k, v in file_head.items())
+    if fits:
+        return
+    for key in file_head:
+        del sd[key]
+    sd.update(own_head)  # the model's own (replaced by lorevit's head anyway)
+    if not file_head:
+        notes.append(f"{source}: the file has no classifier head (a backbone export); the model's is kept — "
+                     "lorevit replaces the head anyway")
+    else:
+        sizes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in sorted(file_head.items()))
+        notes.append(f"{source}: the file's classifier head ({sizes}) does not fit the model's and was dropped — "
+                     "lorevit replaces the head anyway")
+
+
+def load_into_model(model: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> list[str]:
+    """Load ``state_dict`` into ``model`` strictly, except for the classifier head.
+
+    A file without a classifier head (every DINO/DINOv2/MAE/CLIP-visual export) or with one of another size
+    is accepted: the file's head is dropped with a note (a :class:`WeightsNote` warning; lorevit replaces the
+    head anyway). A raw checkpoint whose keys do not fit goes through timm's ``checkpoint_filter_fn`` for the
+    model's family first. If the only other difference is the shape of ``pos_embed`` it is resampled to the
+    model's grid (timm ``resample_abs_pos_embed``). Any other mismatch raises :class:`WeightsError` naming
     ``source`` and listing missing / unexpected keys and shape mismatches.
     Returns a list of the adjustments made (empty when the dict fit as is).
     """
+    import warnings
+
+    from lorevit.weights.errors import WeightsNote
+
     own = model.state_dict()
     sd = dict(state_dict)
-    missing = sorted(k for k in own if k not in sd)
-    unexpected = sorted(k for k in sd if k not in own)
-    shapes = sorted(k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape))
     notes: list[str] = []
+    missing, unexpected, shapes = _mismatch(own, sd)
+    if missing or unexpected:  # raw keys of another layout: timm's own conversion for the family
+        converted = family_filter(model, sd)
+        if converted is not None and sum(map(len, _mismatch(own, converted))) < len(missing) + len(unexpected) + len(shapes):
+            sd = converted
+            missing, unexpected, shapes = _mismatch(own, sd)
+            notes.append(f"{source}: keys converted by timm's checkpoint_filter_fn for {type(model).__name__}")
+    _settle_head(own, sd, source, notes)
     if not missing and not unexpected and shapes == ["pos_embed"]:
         old = tuple(sd["pos_embed"].shape)
         sd["pos_embed"] = resample_pos_embed_for(model, sd["pos_embed"])
@@ -172,6 +236,9 @@ def load_into_model(model: nn.Module, state_dict: Mapping[str, Tensor], source: 
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:  # dtype/other surprises the checks above did not catch
         raise WeightsError(f"{source}: {exc}") from exc
+    for note in notes:
+        if not note.startswith("resampled"):
+            warnings.warn(note, WeightsNote, stacklevel=2)
     return notes
 
 

@@ -190,16 +190,36 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     assert marker.exists()
 
 
-def test_numpy_arrays_only_through_the_allow_list(tmp_path):
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_real_gnd_files_with_numpy_arrays_are_read_by_default(tmp_path, protocol):
+    """issue 25 §4: the real Revisited Oxford/Paris files hold numpy arrays: read them with the CIFAR reader's
+    numpy reconstructors, by default (the old --allow-numpy-pickle is no longer needed)."""
     data = _valid()
     data["gnd"][0]["easy"] = np.array([0, 2])
     data["gnd"][0]["bbx"] = np.array([0.0, 0.0, 5.0, 5.5])
-    write_gnd(tmp_path / "np", "np", data)
-    with pytest.raises(TaskError, match="refused to load: the pickle asks for the global"):
-        read_dataset(tmp_path, "np", check_images=False)
-    ds = read_dataset(tmp_path, "np", allow_numpy=True, check_images=False)
+    data["gnd"][0]["junk"] = np.array([], dtype=np.int64)
+    (tmp_path / "np").mkdir()
+    (tmp_path / "np" / "gnd_np.pkl").write_bytes(pickle.dumps(data, protocol=protocol))
+    ds = read_dataset(tmp_path, "np", check_images=False)
     assert ds.gnd[0]["easy"] == [0, 2] and type(ds.gnd[0]["easy"][0]) is int
-    assert ds.gnd[0]["bbx"] == [0.0, 0.0, 5.0, 5.5]
+    assert ds.gnd[0]["bbx"] == [0.0, 0.0, 5.0, 5.5] and ds.gnd[0]["junk"] == []
+    with pytest.raises(TaskError, match="refused to load: the pickle asks for the global"):
+        read_dataset(tmp_path, "np", allow_numpy=False, check_images=False)  # the library's strict mode
+
+
+def test_a_refused_global_is_named_without_calling_the_file_corrupt(tmp_path):
+    """Any global beyond numpy's reconstructors is still refused; the message names it and the allow-list, and does
+    not call the (possibly genuine) file corrupt."""
+    import collections
+
+    data = _valid()
+    data["gnd"][0]["extra"] = collections.OrderedDict(a=1)  # a harmless but non-allowed global
+    path = write_gnd(tmp_path / "od", "od", data)
+    with pytest.raises(TaskError) as err:
+        read_dataset(tmp_path, "od", check_images=False)
+    text = str(err.value)
+    assert str(path) in text and "collections.OrderedDict" in text and "_reconstruct" in text
+    assert "corrupt" not in text and "\n" not in text
 
 
 def test_truncated_pickle(tmp_path):

@@ -6,9 +6,10 @@ Layout (the official one, also used by the stand-ins)::
     <data_root>/<name>/jpg/<image>.jpg    every database and query image, flat
 
 The ground truth is a pickle: it is read with :func:`lorevit.utils.safe_pickle.safe_load`, which resolves
-no global at all (dict/list/str/int/float are built by opcodes alone), then validated. ``allow_numpy``
-accepts the numpy reconstructors of spec §1 item 3 (plus ``_codecs.encode``, which Python 3 writes for
-an array's raw bytes at pickle protocol 2) and converts their arrays to lists at once.
+only the globals the CIFAR reader allows too — numpy's array reconstructors (spec §1 item 3; real
+Revisited Oxford/Paris files hold numpy arrays) and ``_codecs.encode`` (which Python 3 writes for an
+array's raw bytes at pickle protocol 2) — and refuses every other one before it is imported; arrays
+are converted to lists at once, then the structure is validated. ``allow_numpy=False`` allows no global.
 
 Images (TASKS_SPEC §1 "Queries", §5): RGB, then ``PIL.Image.thumbnail((imsize, imsize), LANCZOS)``
 (aspect kept, longer side ≤ imsize, never upsampled), the backbone's mean/std, no crop: DINO's
@@ -66,7 +67,7 @@ def gnd_path(data_root: str | Path, name: str) -> Path:
     return Path(data_root).expanduser() / name / f"gnd_{name}.pkl"
 
 
-def read_dataset(data_root: str | Path, name: str, allow_numpy: bool = False, check_images: bool = True) -> RetrievalDataset:
+def read_dataset(data_root: str | Path, name: str, allow_numpy: bool = True, check_images: bool = True) -> RetrievalDataset:
     """``<data_root>/<name>/{gnd_<name>.pkl, jpg/}`` → :class:`RetrievalDataset`, validated.
 
     Raises :class:`TaskError` naming the file for a missing ground truth or images, a pickle that
