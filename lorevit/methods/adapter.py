@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from lorevit.backbone import PromptedViT
-from lorevit.methods.base import Method, MethodContext
+from lorevit.methods.base import AroundFrozen, Method, MethodContext
 from lorevit.methods.vtab_recipes import PETL_VISION_GRID
 
 STYLES = {"houlsby": ("attn.proj", "mlp.fc2"), "pfeiffer": ("mlp.fc2",)}  # the Linear each adapter follows
@@ -47,7 +47,7 @@ class AdapterOptions:
             raise ValueError(f"init_std must be >= 0, got {self.init_std}")
 
 
-class SequentialAdapter(nn.Module):
+class SequentialAdapter(AroundFrozen):
     """``h + up(GELU(down(h)))`` with ``h = base(x)``: an adapter after a frozen Linear (§A3)."""
 
     def __init__(self, base: nn.Linear, bottleneck: int, init_std: float):
@@ -62,11 +62,6 @@ class SequentialAdapter(nn.Module):
             else:
                 nn.init.zeros_(linear.weight)
             nn.init.zeros_(linear.bias)
-
-    def train(self, mode: bool = True) -> "SequentialAdapter":
-        super().train(mode)
-        self.base.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # B, N, in → B, N, D
         h = self.base(x)

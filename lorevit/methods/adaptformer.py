@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from lorevit.backbone import PromptedViT
-from lorevit.methods.base import Method, MethodContext
+from lorevit.methods.base import AroundFrozen, Method, MethodContext
 from lorevit.methods.vtab_recipes import PETL_VISION_GRID
 
 
@@ -58,20 +58,16 @@ class Bottleneck(nn.Module):
         return self.up(self.dropout(torch.relu(self.down(x))))
 
 
-class ParallelAdapter(nn.Module):
+class ParallelAdapter(AroundFrozen):
     """``ls2(mlp(norm2(x))) + s · adapter(x)``: a block's MLP branch with AdaptFormer beside it (§A2)."""
+
+    frozen_parts = ("norm2", "mlp", "ls2")
 
     def __init__(self, norm2: nn.Module, mlp: nn.Module, ls2: nn.Module, dim: int, options: AdaptFormerOptions):
         super().__init__()
         self.norm2, self.mlp, self.ls2 = (m.requires_grad_(False) for m in (norm2, mlp, ls2))  # frozen ViT parts
         self.adapter = Bottleneck(dim, options.bottleneck_dim, options.dropout)
         self.scale = options.scale
-
-    def train(self, mode: bool = True) -> "ParallelAdapter":
-        super().train(mode)
-        for frozen in (self.norm2, self.mlp, self.ls2):
-            frozen.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # B, N, D (the residual stream) → B, N, D
         return self.ls2(self.mlp(self.norm2(x))) + self.scale * self.adapter(x)

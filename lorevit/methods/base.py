@@ -154,6 +154,20 @@ class Frozen(nn.Module):
         return self._held[0](*args, **kwargs)
 
 
+class AroundFrozen(nn.Module):
+    """A module a method puts into the ViT around some of the ViT's own modules (``frozen_parts``, attribute
+    names): those stay frozen and in eval mode (no dropout or drop-path of the frozen ViT) whatever mode the
+    method is in — a low-rank delta beside ``qkv``, a scale-shift, an adapter."""
+
+    frozen_parts: ClassVar[tuple[str, ...]] = ("base",)
+
+    def train(self, mode: bool = True) -> "AroundFrozen":
+        super().train(mode)
+        for name in self.frozen_parts:
+            getattr(self, name).eval()
+        return self
+
+
 class GlobalPrompts(nn.Module):
     """Learned prompt tokens shared by every image: (blocks, n, d), VPT's initialisation.
 

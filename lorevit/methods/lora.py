@@ -82,8 +82,8 @@ class Lora(Method):
     mergeable = True
     # NOAH's VTAB-1k recipe (NOAH:configs/LoRA/VTAB/slurm_train_lora_vtab.sh, NOAH:supernet_train_prompt.py
     # defaults): AdamW lr 1e-3, wd 1e-4, batch 64, 100 epochs, 10 warm-up epochs, cosine to 1e-5, no augmentation,
-    # direct bicubic resize to 224, ImageNet mean/std. NOAH warms up from 1e-6 (timm); the contract's linear ramp
-    # from 0 is used. Drop-path 0.1 in NOAH is not applied: lorevit keeps the frozen ViT in eval mode (issue 19).
+    # direct bicubic resize to 224, ImageNet mean/std. NOAH warms up linearly from 1e-6 (timm), as here.
+    # Drop-path 0.1 in NOAH is not applied: lorevit keeps the frozen ViT in eval mode (issue 19).
     recipe: ClassVar[dict] = dict(NOAH_LORA)
 
     def __init__(self, backbone: PromptedViT, options: LoraOptions | None = None,

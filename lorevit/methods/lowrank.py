@@ -19,6 +19,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from lorevit.methods.base import AroundFrozen
+
 
 def lora_scale(alpha: float, rank: int, rslora: bool = False) -> float:
     """PEFT's scale s of the update s·B·A (§A1): α / r, or α / √r with rank-stabilised LoRA (``use_rslora``)."""
@@ -41,7 +43,7 @@ class LowRankPair(nn.Module):
         return self.lora_B @ self.lora_A
 
 
-class SlicedLowRankLinear(nn.Module):
+class SlicedLowRankLinear(AroundFrozen):
     """``base(x)`` plus ``s · B_j A_j dropout(x)`` on each output slice j = [start, stop) of a frozen Linear.
 
     ``slices`` are (start, stop) column ranges of ``base``'s output, e.g. ``qkv_slices(qkv, "qv")`` =
@@ -68,11 +70,6 @@ class SlicedLowRankLinear(nn.Module):
     # the frozen Linear's attributes, for code that reads them (timm, PromptedViT)
     in_features = property(lambda self: self.base.in_features)
     out_features = property(lambda self: self.base.out_features)
-
-    def train(self, mode: bool = True) -> "SlicedLowRankLinear":
-        super().train(mode)
-        self.base.eval()
-        return self
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         """The update over all output columns (zeros outside the slices): ..., out."""

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lorevit.backbone import PromptedViT
-from lorevit.methods.base import Method, MethodContext
+from lorevit.methods.base import AroundFrozen, Method, MethodContext
 from lorevit.methods.vtab_recipes import SSF_VTAB
 
 BLOCK_SITES = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")  # §A3, in forward order
@@ -32,7 +32,7 @@ class SSFOptions:
             raise ValueError(f"init_std must be >= 0, got {self.init_std}")
 
 
-class ScaleShift(nn.Module):
+class ScaleShift(AroundFrozen):
     """``γ ⊙ base(x) + β`` over the feature axis (the last one; axis 1 after a Conv2d): one SSF site (§A3)."""
 
     def __init__(self, base: nn.Module, dim: int, init_std: float = 0.02):
@@ -41,11 +41,6 @@ class ScaleShift(nn.Module):
         self.channel_first = isinstance(base, nn.Conv2d)  # B, D, H, W
         self.ssf_scale = nn.Parameter(torch.empty(dim).normal_(1.0, init_std))  # D
         self.ssf_shift = nn.Parameter(torch.empty(dim).normal_(0.0, init_std))  # D
-
-    def train(self, mode: bool = True) -> "ScaleShift":
-        super().train(mode)
-        self.base.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
@@ -95,7 +90,7 @@ class SSF(Method):
 
     mergeable = True
     # SSF:train_scripts/vit/vtab/*/train_ssf.sh (the most common task setting): AdamW, batch 32 × 2 processes,
-    # 100 epochs, 10 warm-up epochs (from 1e-7: here a linear ramp from 0), cosine to 1e-8, lr 5e-3 (per task
+    # 100 epochs, 10 warm-up epochs (linear, from 1e-7), cosine to 1e-8, lr 5e-3 (per task
     # 1e-3 … 5e-2), wd 5e-5, no augmentation, direct resize to 224, AugReg IN-21k weights with 0.5/0.5
     # normalisation (§0, [I]); drop-path 0–0.2 in SSF is not applied (the frozen ViT stays in eval mode).
     recipe: ClassVar[dict] = dict(SSF_VTAB)

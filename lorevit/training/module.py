@@ -202,7 +202,7 @@ class LitClassifier(L.LightningModule):
         optimizer = build_optimizer(self.model.trainable_parameters(), self.cfg, self.lr)
         # white_box: public follows the public code's schedule, stepped once per epoch; the paper's is per step.
         interval = self.cfg.interval
-        epochs = max(1, int(self.trainer.max_epochs)) if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        epochs = max(1, self.trainer.max_epochs or 1)  # -1 with max_steps: one "epoch" of all the steps
         steps = max(1, int(epochs if interval == "epoch" else self.trainer.estimated_stepping_batches))
         per_epoch = 1 if interval == "epoch" else steps / epochs
         warmup = int(round(self.cfg.warmup_epochs * per_epoch))
