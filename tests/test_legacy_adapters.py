@@ -20,7 +20,10 @@ def test_a_v0_1_0_adapter_loads_with_identical_logits(name):
     reference = load_file(str(FIXTURES / f"{name}.logits.safetensors"))
     with torch.no_grad():
         logits = model(reference["images"]).logits
-    assert torch.equal(logits, reference["logits"]), (logits - reference["logits"]).abs().max()
+    # The same weights and the same code; float32 matmuls still differ by an ulp or two between CPUs (AVX2 vs
+    # AVX-512 kernels sum in different orders: 3.7e-9 measured), so "identical" is to 1e-6, far below any change in
+    # the method or in how the adapter's tensors are read back (those move logits by > 1e-3).
+    torch.testing.assert_close(logits, reference["logits"], rtol=0, atol=1e-6)
     assert model.method.options is not None and cfg.method_options == {}
 
 

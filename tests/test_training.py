@@ -109,7 +109,7 @@ def test_finished_run_is_not_overwritten_by_accident(tmp_path, color_folder):
 
 def test_bad_config_fails_before_writing(tmp_path, color_folder):
     with pytest.raises(ConfigError, match="method"):
-        train(tiny_config(tmp_path / "run", color_folder, method="lora"))
+        train(tiny_config(tmp_path / "run", color_folder, method="no-such-method"))
     with pytest.raises(ConfigError, match="shots"):
         train(tiny_config(tmp_path / "run", color_folder, shots=0))
     assert not (tmp_path / "run").exists()

@@ -4,7 +4,10 @@ ViTs, and the trainable counts on the real ViT-B/16 shapes (random weights, no f
 from __future__ import annotations
 
 import copy
+import json
 import re
+import subprocess
+import sys
 
 import pytest
 import timm
@@ -402,8 +405,15 @@ def test_lora_under_ddp_with_two_gloo_processes_equals_one_process(tmp_path, col
     # SGD (recipe lore): AdamW's g/√v would magnify the processes' last-bit gradient differences near zero
     options = ["--method-options", "{dropout: 0.0}", "--lr", "0.5", "--epochs", "2", "--shots", "4", "--recipe", "lore"]
     one = _train_cli(tmp_path / "one", color_folder, "lora", *options, "--batch-size", "12")
-    two = _train_cli(tmp_path / "two", color_folder, "lora", *options, "--batch-size", "6", "--devices", "2",
-                     "--strategy", "ddp")
+    # DDP's launcher starts rank 1 by re-running this process's command line: that must be `python -m lorevit`,
+    # not pytest (an in-process main() would have rank 1 run the test session again)
+    two = tmp_path / "two" / "lora"
+    argv = [sys.executable, "-m", "lorevit", "train", "--method", "lora", "--backbone", TINY_VIT, "--weights", "random",
+            "--backbone-kwargs", json.dumps(TINY_KWARGS), "--img-size", str(TINY_SIZE), "--dataset", "imagefolder",
+            "--data-root", str(color_folder), "--knowledge", "st:minilm", "--accelerator", "cpu", "--progress", "false",
+            "--output", str(two), *options, "--batch-size", "6", "--devices", "2", "--strategy", "ddp"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     a, b = load_file(str(one / "adapter.safetensors")), load_file(str(two / "adapter.safetensors"))
     assert set(a) == set(b) and any("lora_B" in k for k in a)
     assert any(torch.count_nonzero(t) for k, t in a.items() if "lora_B" in k)  # the second step moved B

@@ -222,7 +222,11 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
         short = short_classes(data.train_set.targets, cfg.shots)
         metrics["fewer_shots"] = {data.classnames[c]: n for c, n in short.items()}
     if cfg.protocol == "easy-to-hard":
-        metrics.update(easy_to_hard(cfg, model, data, out))
+        try:
+            metrics.update(easy_to_hard(cfg, model, data, out))
+        except Preempted as stop:
+            stop.restore_signals()
+            raise
         metrics["num_train"] = len(data.train_indices)
     else:
         if rank_zero_only.rank == 0:
@@ -234,10 +238,13 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
             results, history, times = fit_and_test(cfg, model, data, out, negatives=negatives, ckpt_path=ckpt,
                                                    test=test)
         except Preempted as stop:
-            if rank_zero_only.rank == 0:  # resumable: prepare_output treats this status as unfinished
-                write_json(out / "metrics.json", {**metrics, "status": "preempted", "signal": stop.signal_name,
-                                                  "epoch": stop.epoch, "step": stop.step,
-                                                  "checkpoint": str(Path(stop.checkpoint).relative_to(out))})
+            try:
+                if rank_zero_only.rank == 0:  # resumable: prepare_output treats this status as unfinished
+                    write_json(out / "metrics.json", {**metrics, "status": "preempted", "signal": stop.signal_name,
+                                                      "epoch": stop.epoch, "step": stop.step,
+                                                      "checkpoint": str(Path(stop.checkpoint).relative_to(out))})
+            finally:
+                stop.restore_signals()
             raise
         metrics.update(results, history=history, num_train=len(data.train_indices), **times)
         metrics["schedule"] = schedule_record(out, history, cfg.epochs)

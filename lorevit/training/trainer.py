@@ -95,7 +95,9 @@ class PreemptionCheckpoint(L.Callback):
     step in progress finishes, ``last.ckpt`` is written atomically, and :class:`lorevit.errors.Preempted` stops
     the run (issue 25 §1). A signal on the epoch's last batch lets the epoch end (its own checkpoint holds the
     epoch's history row) and stops before the next batch. More signals while stopping change nothing: the
-    checkpoint is written by rename, so the run is resumable whatever arrives when."""
+    handlers stay installed (recording only) until the run has written its metrics
+    (:meth:`lorevit.errors.Preempted.restore_signals`), and the checkpoint is written by rename, so the run is
+    resumable whatever arrives when."""
 
     SIGNALS = ("SIGTERM", "SIGUSR1")
 
@@ -130,7 +132,10 @@ class PreemptionCheckpoint(L.Callback):
         self._restore()
 
     def on_exception(self, trainer, pl_module, exception) -> None:
-        self._restore()
+        from lorevit.errors import Preempted
+
+        if not isinstance(exception, Preempted):  # a preempted run gives the signals back once its files are written
+            self._restore()
 
     def _stop_now(self, trainer) -> bool:
         stop = self.received is not None
@@ -141,9 +146,8 @@ class PreemptionCheckpoint(L.Callback):
     def _preempted(self, trainer):
         from lorevit.errors import Preempted
 
-        self._restore()
         return Preempted(self.received or "a signal on another rank", trainer.current_epoch + 1, trainer.global_step,
-                         str(self.checkpoint))
+                         str(self.checkpoint), restore=self._restore)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or not self._stop_now(trainer):

@@ -17,7 +17,15 @@ def test_there_are_paper_configs():
     names = {p.relative_to(PAPER).as_posix() for p in CONFIGS}
     assert len([n for n in names if n.startswith("few-shot/")]) == 12 * 2 * 2
     assert {f"few-shot/{d}-16shot-clip-b16.yaml" for d in FEW_SHOT_DATASETS} <= names
-    assert len([n for n in names if n.startswith("ablation/")]) == 4 * 2 * 3
+    # the paper's ablation: 4 datasets x 2 backbones x (lore, lore-no-kp, vpt-deep); issue 19's vision baselines on
+    # the in21k backbone beside them
+    ablation = {n for n in names if n.startswith("ablation/")}
+    vision = ("linear", "lora", "adaptformer", "adapter", "ssf", "bitfit", "full")
+    expected = {f"ablation/{d}-16shot-{b}-b16-{m}.yaml" for d in ("cifar10", "cifar100", "dtd", "imagenet")
+                for b in ("clip", "in21k") for m in ("lore", "lore-no-kp", "vpt-deep")}
+    expected |= {f"ablation/{d}-16shot-in21k-b16-{m}.yaml" for d in ("cifar10", "cifar100", "dtd", "imagenet")
+                 for m in vision}
+    assert ablation == expected
     assert {f"full/{d}-clip-b16.yaml" for d in ("cifar100", "tiny-imagenet", "imagenet100", "imagenet")} <= names
 
 
