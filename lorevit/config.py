@@ -287,6 +287,8 @@ class Config:
                              "(else start fresh) — one line for a job script requeued any number of times", result=False)
     checkpoint_every_n_steps: int = key(0, "run", "also save last.ckpt every N optimiser steps (0: at each epoch's "
                                         "end only); for long epochs", result=False)
+    on_nonfinite: str = key("stop", "optim", "a non-finite loss or gradient: stop (status diverged, the last good "
+                            "checkpoint kept) | skip (the step is not applied; counted in metrics.json)")
     overwrite: bool = key(False, "run", "replace a finished run in <output>", result=False)
     progress: bool = key(True, "run", "progress bars", result=False)
     logger: str = key("auto", "run", "auto (csv, + tensorboard when installed) or a list of csv, tensorboard, wandb, "
@@ -309,7 +311,7 @@ class Config:
         choices = {"method": method_names(), "protocol": PROTOCOLS, "bad_images": ("fail", "skip"),
                    "precision": PRECISIONS, "accelerator": ACCELERATORS, "white_box": WHITE_BOXES, "head": HEADS,
                    "recipe": RECIPES, "optimizer": OPTIMIZERS, "warmup": WARMUPS,
-                   "schedule_interval": SCHEDULE_INTERVALS}
+                   "schedule_interval": SCHEDULE_INTERVALS, "on_nonfinite": ("stop", "skip")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")

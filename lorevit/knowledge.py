@@ -267,12 +267,29 @@ def _class_features(spec: str, template: str, classnames: tuple[str, ...]) -> to
     key = hashlib.sha1("\n".join([spec, template, *classnames]).encode()).hexdigest()[:16]
     path = sub_dir("text") / f"{key}.safetensors"
     if path.is_file():
-        return load_file(path)["features"]
+        return _read_cached_features(path)
     encoder = get_encoder(spec)
     features = encoder.encode([template.format(name) for name in classnames]).contiguous()
     if encoder.cacheable:  # a unique temporary file, renamed: two ranks never read a half-written cache
         atomic_write(path, lambda tmp: save_file({"features": features}, str(tmp),
                                                  metadata={"encoder": spec, "template": template}))
+    return features
+
+
+def _read_cached_features(path: Path) -> torch.Tensor:
+    """A cache entry written by an earlier run; a truncated or foreign file is named, never half-read."""
+    from safetensors import SafetensorError
+
+    from lorevit.errors import DamagedFileError
+
+    try:
+        features = load_file(path)["features"]
+    except (SafetensorError, OSError, KeyError, ValueError) as err:
+        raise DamagedFileError(f"the text-feature cache {path} is damaged ({type(err).__name__}: {str(err)[:120]}); "
+                               "delete it (it is rebuilt on the next run)") from None
+    if features.ndim != 2 or not torch.isfinite(features).all():
+        raise DamagedFileError(f"the text-feature cache {path} holds no finite (C, d) features; delete it (it is "
+                               "rebuilt on the next run)")
     return features
 
 

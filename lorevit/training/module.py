@@ -98,6 +98,7 @@ class LitClassifier(L.LightningModule):
         # This epoch's sums on this rank, kept in the checkpoints (a run resumed mid-epoch still averages the
         # whole epoch; Lightning's own epoch aggregates start again from the restart).
         self._sums = torch.zeros(len(EPOCH_SUMS), dtype=torch.float64)
+        self.nonfinite_skipped = 0  # steps left out by on_nonfinite: skip (this process; the ranks agree)
 
     def training_step(self, batch, batch_idx):
         images, labels, index, skipped = batch
@@ -119,7 +120,31 @@ class LitClassifier(L.LightningModule):
         for name in ("task", "kp"):
             if name in parts:
                 self.log(f"train_{name}", parts[name], on_step=False, on_epoch=True, batch_size=B, sync_dist=True)
+        self._step_loss = parts["loss"].detach()
         return parts["loss"]
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Non-finite loss or gradients (issue 25 §2), checked after DDP's all-reduce (so every rank agrees) and
+        before the optimiser moves anything: ``on_nonfinite: stop`` raises :class:`lorevit.errors.Diverged`;
+        ``skip`` drops the step's gradients (the optimisers skip a parameter without one) and counts it. Under
+        16-mixed the GradScaler skips overflowing steps itself; only the loss is checked there."""
+        grads = [p.grad for p in self.model.parameters() if p.requires_grad and p.grad is not None]
+        scaled = str(self.cfg.precision).startswith("16") and "mixed" in str(self.cfg.precision)
+        checks = [self._step_loss.float().reshape(1)] + ([] if scaled or not grads else
+                                                           [torch.stack(torch._foreach_norm(grads)).float()])
+        if bool(torch.isfinite(torch.cat([c.to(self._step_loss.device) for c in checks])).all()):  # one sync per step
+            return
+        if self.cfg.on_nonfinite == "skip":
+            for p in self.model.parameters():
+                p.grad = None
+            self.nonfinite_skipped += 1
+            return
+        from lorevit.errors import Diverged
+
+        what = "loss" if not torch.isfinite(self._step_loss).all() else "gradients"
+        ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or None
+        raise Diverged(what, self.current_epoch + 1, int(self.global_step) + 1, optimizer.param_groups[0]["lr"],
+                       str(self.cfg.precision), ckpt)
 
     def _add_to_epoch(self, parts: dict, correct: torch.Tensor, B: int, skipped: torch.Tensor) -> None:
         device = parts["loss"].device  # summed where the step runs: no device-to-host copy per step
@@ -161,6 +186,8 @@ class LitClassifier(L.LightningModule):
             row["val_top1"] = float(metrics["val_top1"])
         if "train_skipped" in means:
             row["train_skipped"] = means["train_skipped"]
+        if self.cfg.on_nonfinite == "skip":
+            row["nonfinite_skipped"] = self.nonfinite_skipped  # so far in the run
         self.history.append(row)
 
     def _evaluate(self, batch, prefix: str) -> None:
@@ -222,6 +249,7 @@ class LitClassifier(L.LightningModule):
             sums = self.trainer.strategy.reduce(sums.to(self.device, copy=True), reduce_op="sum")
             sums = sums / self.trainer.world_size
         checkpoint["epoch_sums"] = sums.tolist()
+        checkpoint["nonfinite_skipped"] = self.nonfinite_skipped
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """The checkpoint must hold exactly the trainable state of the model built now (the ViT is left out)."""
@@ -234,5 +262,6 @@ class LitClassifier(L.LightningModule):
                            f"{' ...' if len(unexpected) > 5 else ''}; resume with the run's own config")
         self.history = checkpoint.get("history", [])
         self._sums = torch.tensor(checkpoint.get("epoch_sums", [0.0] * len(EPOCH_SUMS)), dtype=torch.float64)
+        self.nonfinite_skipped = checkpoint.get("nonfinite_skipped", 0)
 
 

@@ -41,6 +41,8 @@ def fit_and_test(cfg, model, data, out, *, stage="", epochs=None, lr=None, negat
         results.update(trainer.test(lit, dataloaders=data.test_dataloader(), verbose=False)[0])
     test_s = time.perf_counter() - start
     times = {"train_s": round(train_s, 2), "test_s": round(test_s, 2), "world_size": trainer.world_size}
+    if cfg.on_nonfinite == "skip":
+        times["nonfinite_skipped"] = lit.nonfinite_skipped
     return {k: float(v) for k, v in results.items()}, lit.history, times
 
 
@@ -67,13 +69,28 @@ def zero_shot_negatives(cfg: Config, model: PromptedClassifier, data: Classifica
                                    cfg.img_size, data.train_indices]).encode()).hexdigest()[:16]
     path = sub_dir("zero_shot") / f"{key}.pt"
     if path.is_file():
-        return torch.load(path, weights_only=True)
+        return _read_zero_shot_cache(path, len(data.train_set))
     table = torch.full((len(data.train_set),), -1, dtype=torch.long)
     index, (labels,) = one_off_pass(torch.nn.ModuleList([model.backbone, head]),
                                     lambda images: head(model.backbone(images)).argmax(-1),
                                     data.plain_train_dataloader(), pass_device(cfg))
     table[index] = labels
     atomic_write(path, lambda tmp: torch.save(table, tmp))  # never half-written for another rank or run
+    return table
+
+
+def _read_zero_shot_cache(path: Path, size: int) -> torch.Tensor:
+    """The zero-shot labels an earlier run cached; a truncated or foreign file is named, never half-read."""
+    from lorevit.errors import DamagedFileError
+
+    try:
+        table = torch.load(path, weights_only=True)
+    except Exception as err:  # pickle's, zipfile's and torch's own errors for a damaged file
+        raise DamagedFileError(f"the zero-shot label cache {path} is damaged ({type(err).__name__}: "
+                               f"{str(err)[:120]}); delete it (it is rebuilt on the next run)") from None
+    if not isinstance(table, torch.Tensor) or table.dtype != torch.long or table.shape != (size,):
+        raise DamagedFileError(f"the zero-shot label cache {path} does not hold {size} labels; delete it (it is "
+                               "rebuilt on the next run)")
     return table
 
 

@@ -21,12 +21,13 @@ from lorevit.training.protocols import STAGES_FILE
 from lorevit.training.protocols import easy_to_hard
 from lorevit.training.protocols import fit_and_test
 from lorevit.training.protocols import zero_shot_negatives
-from lorevit.training.trainer import _trainer
+from lorevit.training.trainer import _trainer, resume_checkpoint
 from lorevit.errors import ConfigError
 from lorevit.data.sampling import short_classes
-from lorevit.errors import Preempted
+from lorevit.errors import Diverged, Preempted
 from lorevit.errors import RunError  # noqa: F401 (re-exported: lorevit.training.run.RunError)
 from lorevit.utils.io import write_json, write_text
+from lorevit.utils.lock import output_lock
 from lorevit.config import ARCH_KEYS
 from lorevit.factory import create_model, resolve_config
 from lorevit.methods import options_from_config
@@ -200,9 +201,16 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
 
         log.warning("--resume auto: %s already holds a finished run; nothing to do", cfg.output)
         return json.loads((Path(cfg.output) / "metrics.json").read_text())
+    resume_auto = cfg.resume == "auto"  # a damaged last.ckpt then falls back to the one before it
     cfg = resolve_resume(cfg)
     validate(cfg)
     out = prepare_output(cfg)
+    with output_lock(out):  # a second run on this --output is refused (issue 25 §2)
+        return _train_locked(cfg, out, backbone, data, test, resume_auto)
+
+
+def _train_locked(cfg: Config, out: Path, backbone: PromptedViT | None, data: ClassificationData | None, test: bool,
+                  resume_auto: bool) -> dict:
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if backbone is None:
@@ -232,7 +240,7 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
         if rank_zero_only.rank == 0:
             write_json(out / "indices.json", {"train": data.train_indices, "val": data.val_indices, "seed": cfg.seed,
                                               "shots": cfg.shots})
-        ckpt = out / "checkpoints" / "last.ckpt" if cfg.resume else None
+        ckpt = resume_checkpoint(out / "checkpoints" / "last.ckpt", auto=resume_auto) if cfg.resume else None
         negatives = zero_shot_negatives(cfg, model, data)
         try:
             results, history, times = fit_and_test(cfg, model, data, out, negatives=negatives, ckpt_path=ckpt,
@@ -245,6 +253,11 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
                                                       "checkpoint": str(Path(stop.checkpoint).relative_to(out))})
             finally:
                 stop.restore_signals()
+            raise
+        except Diverged as stop:
+            if rank_zero_only.rank == 0:  # the last good checkpoint stays; this run is not resumable as it was
+                write_json(out / "metrics.json", {**metrics, "status": "diverged", "epoch": stop.epoch,
+                                                  "step": stop.step, "nonfinite": stop.what})
             raise
         metrics.update(results, history=history, num_train=len(data.train_indices), **times)
         metrics["schedule"] = schedule_record(out, history, cfg.epochs)

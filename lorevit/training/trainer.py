@@ -81,13 +81,70 @@ def _trainer(cfg: Config, out: Path, epochs: int, loggers, callbacks: list) -> L
                           f"{cfg.strategy!r}, precision {cfg.precision!r}, num_nodes {cfg.num_nodes}): {err}") from None
 
 
+def previous_checkpoint(path: Path) -> Path:
+    """Where the checkpoint before ``path`` is kept: ``last.ckpt`` → ``last.prev.ckpt``."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """What is wrong with a checkpoint file (missing, truncated, corrupt), or None when it is whole.
+
+    torch saves a zip archive; every member's CRC is checked, so a file cut at any offset or overwritten with other
+    bytes is found without unpickling anything."""
+    import zipfile
+
+    if not path.is_file():
+        return "it does not exist"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        return f"it is not a whole torch checkpoint ({err}): truncated or corrupt"
+    return f"its member {bad} fails its checksum: corrupt" if bad else None
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temporary file and renamed: a run killed while writing one keeps the previous
-    ``last.ckpt`` whole (Lightning writes the file in place)."""
+    ``last.ckpt`` whole (Lightning writes the file in place). The one before it stays as ``last.prev.ckpt`` (a hard
+    link, no copy), for ``--resume auto`` when ``last.ckpt`` was damaged afterwards (issue 25 §2)."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        atomic_write(Path(path), lambda tmp: super(AtomicCheckpointIO, self).save_checkpoint(checkpoint, tmp,
-                                                                                             storage_options))
+        path = Path(path)
+        if path.is_file():
+            keep = previous_checkpoint(path)
+            atomic_write(keep, lambda tmp: (tmp.unlink(), _link_or_copy(path, tmp)))
+        atomic_write(path, lambda tmp: super(AtomicCheckpointIO, self).save_checkpoint(checkpoint, tmp,
+                                                                                       storage_options))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        import shutil
+
+        shutil.copyfile(source, target)
+
+
+def resume_checkpoint(path: Path, auto: bool) -> Path:
+    """The checkpoint to resume from: ``path`` when whole; with ``--resume auto`` the previous one when ``path`` is
+    damaged and it is whole (logged); otherwise one :class:`lorevit.errors.DamagedFileError` naming the file."""
+    import logging
+
+    from lorevit.errors import DamagedFileError
+
+    problem = checkpoint_problem(path)
+    if problem is None:
+        return path
+    keep = previous_checkpoint(path)
+    kept_ok = checkpoint_problem(keep) is None
+    if auto and kept_ok:
+        logging.getLogger("lorevit").warning("%s: %s; resuming from the previous checkpoint %s instead",
+                                             path, problem, keep)
+        return keep
+    fix = (f"pass --resume auto to resume from the previous checkpoint {keep}" if kept_ok else
+           "no whole earlier checkpoint is kept: start again with --overwrite")
+    raise DamagedFileError(f"cannot resume from {path}: {problem}; {fix}")
 
 
 class PreemptionCheckpoint(L.Callback):
