@@ -131,6 +131,48 @@ def test_static_scene_reproduces_first_mask_from_disk(tmp_path):
         assert np.array_equal(read_mask(out / "static" / f"{frame_id}.png"), mask), frame_id
 
 
+def test_working_size_for_a_patch_that_does_not_divide_64_covers_the_frame():
+    assert working_size(854, 480, patch=16) == working_size(854, 480) == (832, 480)  # DINO's rule for 8 and 16
+    assert working_size(854, 480, patch=14) == (840, 476)
+    assert working_size(480, 854, patch=14) == (476, 840)
+    for width, height in ((854, 480), (910, 480), (1280, 720), (200, 112)):
+        w, h = working_size(width, height, patch=14)
+        assert w % 14 == 0 and h % 14 == 0 and w <= width * 480 / height + 1e-9 and h <= 480
+
+
+def test_a_patch14_mask_moved_by_whole_patches_is_predicted_in_place(tmp_path):
+    """DINOv2's patch 14 (issue 25 §4): textured squares moving one patch a frame, on frames whose size is a
+    multiple of 14. With DINO's 64 rule the 196-px side became 192, the grid (13 patches) covered 182 px and the
+    prediction was stretched to 196: masks moved by up to a patch. Now every predicted mask sits where the true
+    one is (the same bounding box; DINO's bilinear ×p upsampling only rounds the square's corners)."""
+    p, short, width = 14, 112, 196
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:short, :width]
+    background = np.stack([xx, yy * 2, 255 - xx], -1).clip(0, 255).astype(np.uint8)
+    texture = rng.integers(0, 256, (2 * p, 2 * p, 3), dtype=np.uint8)
+    frames, masks = [], []
+    for t in range(8):  # the square ends at the right edge, where the old stretch moved it most
+        frame, mask = background.copy(), np.zeros((short, width), np.uint8)
+        y, x = 2 * p, (5 + t) * p
+        frame[y: y + 2 * p, x: x + 2 * p] = texture
+        mask[y: y + 2 * p, x: x + 2 * p] = 1
+        frames.append(frame)
+        masks.append(mask)
+    davis = Davis(write_davis(tmp_path, {"patch14": (frames, masks)}), need_frames=True)
+    (seq,) = davis.sequences("val")
+    out = tmp_path / "out"
+    propagate_sequence(seq, lambda images: patch_pixels(images, p), p, PatchPixels.mean, PatchPixels.std, out,
+                       PropagationConfig(short_side=short), batch_size=4)
+    def box(m):
+        ys, xs = np.nonzero(m)
+        return xs.min(), xs.max(), ys.min(), ys.max()
+
+    for frame_id, mask in zip(seq.frame_ids, masks):
+        predicted = read_mask(out / "patch14" / f"{frame_id}.png") > 0
+        assert box(predicted) == box(mask), frame_id
+        assert (predicted & (mask > 0)).sum() / (predicted | (mask > 0)).sum() > 0.9, frame_id
+
+
 # -- scorer CLI --------------------------------------------------------------------------------------
 
 def copy_gt(davis_root, results, sequences=("squares-a", "squares-b")):

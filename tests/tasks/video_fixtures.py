@@ -45,11 +45,12 @@ def moving_squares(n: int = 6, seed: int = 0, objects: int = 2) -> tuple[list[np
     return frames, masks
 
 
-def patch_pixels(images: torch.Tensor) -> torch.Tensor:
-    """A feature function with a known answer: each patch's own pixels (B, 3, H, W → B, h, w, 3p²)."""
+def patch_pixels(images: torch.Tensor, patch: int = PATCH) -> torch.Tensor:
+    """A feature function with a known answer: each patch's own pixels (B, 3, H, W → B, h, w, 3p²); like a ViT, the
+    grid is ⌊H/p⌋ × ⌊W/p⌋ (pixels beyond it are not seen)."""
     b, _, h, w = images.shape
-    h, w = h // PATCH, w // PATCH
-    x = images[:, :, : h * PATCH, : w * PATCH].unfold(2, PATCH, PATCH).unfold(3, PATCH, PATCH)  # B, 3, h, w, p, p
+    h, w = h // patch, w // patch
+    x = images[:, :, : h * patch, : w * patch].unfold(2, patch, patch).unfold(3, patch, patch)  # B, 3, h, w, p, p
     return x.permute(0, 2, 3, 1, 4, 5).reshape(b, h, w, -1)
 
 

@@ -3,7 +3,9 @@
 TASKS_SPEC §3, "DINO label propagation" (facebookresearch/dino ``eval_video_segmentation.py``); its
 defaults are the protocol (§5, "DAVIS"):
 
-- frames: short side resized to 480, the long side to ⌊(480·long/short)/64⌋·64 (854 → 832), bilinear
+- frames: short side resized to 480, the long side to ⌊(480·long/short)/64⌋·64 (854 → 832) for patch sizes
+  dividing 64 (8, 16); for any other patch p (DINOv2's 14) both sides to multiples of p (854×480 → 840×476),
+  so the grid covers the working frame and masks map back in place (issue 25 §4); bilinear
   (half-pixel centres, no antialiasing, rounded to 8 bits as cv2 does), then normalised with the
   **backbone's own** mean/std (§5; ``normalisation="dino"`` gives DINO's ImageNet mean with its
   std quirk (0.228, 0.224, 0.225));
@@ -66,8 +68,19 @@ class PropagationConfig:
 
 # -- frames and the first mask -----------------------------------------------------------------------
 
-def working_size(width: int, height: int, short_side: int = 480, multiple: int = 64) -> tuple[int, int]:
-    """(W′, H′): DINO's ``read_frame`` size; the short side → ``short_side``, the long side floored."""
+def working_size(width: int, height: int, short_side: int = 480, multiple: int = 64,
+                 patch: int | None = None) -> tuple[int, int]:
+    """(W′, H′): DINO's ``read_frame`` size; the short side → ``short_side``, the long side floored to ``multiple``.
+
+    DINO's rule (64) suits patch sizes that divide it (8, 16): the patch grid then covers the whole working frame.
+    For any other ``patch`` (DINOv2's 14) both sides are floored to multiples of the patch instead (854×480 →
+    840×476): the grid covers every working pixel, so the prediction, upsampled by ``patch``, is the working frame
+    and maps back to the original size exactly (with 64, 854×480 → 832×480 and a 59×34 grid covering 826×476,
+    stretched to 854×480, masks moved by up to 6×4 px)."""
+    if patch is not None and multiple % patch:
+        short = short_side // patch * patch
+        long = int((short * max(width, height)) / min(width, height)) // patch * patch
+        return (short, long) if height > width else (long, short)
     if height > width:
         return short_side, int(((short_side * height) / width) // multiple * multiple)
     return int(((short_side * width) / height) // multiple * multiple), short_side
@@ -223,7 +236,7 @@ def propagate_sequence(sequence: Sequence, features: FeatureFn, patch: int, mean
     if first_mask.shape != (height, width):
         raise TaskError(f"annotation {sequence.annotations[0]} is {first_mask.shape[1]}×{first_mask.shape[0]} but "
                         f"frame {sequence.frames[0]} is {width}×{height}")
-    size = working_size(width, height, cfg.short_side, cfg.multiple)
+    size = working_size(width, height, cfg.short_side, cfg.multiple, patch)
     if size[0] < patch or size[1] < patch:
         raise TaskError(f"frames of {sequence.name!r} resize to {size[0]}×{size[1]}, smaller than one {patch} px patch")
     folder = output / sequence.name
