@@ -42,18 +42,8 @@ EXIT_PREEMPTED = 75  # EX_TEMPFAIL: "try again" — a preempted run, resumable w
 
 class Preempted(Exception):
     """Training stopped on SIGTERM/SIGUSR1 after finishing its step and writing a step checkpoint (not a user
-    error: the CLI exits with EXIT_PREEMPTED, and ``--resume auto`` continues the run).
+    error: the CLI exits with EXIT_PREEMPTED, and ``--resume auto`` continues the run)."""
 
-    Until :meth:`restore_signals` is called, further SIGTERM/SIGUSR1 are only recorded: a second signal while the
-    run writes its metrics (a scheduler's SIGTERM, then the user's scancel) cannot kill it half-way."""
-
-    def __init__(self, signal_name: str, epoch: int, step: int, checkpoint: str, restore=None):
+    def __init__(self, signal_name: str, epoch: int, step: int, checkpoint: str):
         super().__init__(f"preempted by {signal_name} at epoch {epoch}, step {step}; checkpoint {checkpoint}")
         self.signal_name, self.epoch, self.step, self.checkpoint = signal_name, epoch, step, checkpoint
-        self._restore = restore
-
-    def restore_signals(self) -> None:
-        """Give SIGTERM/SIGUSR1 back to the handlers they had before training (once the run's files are written)."""
-        if self._restore is not None:
-            self._restore()
-            self._restore = None

@@ -21,7 +21,7 @@ from lorevit.training.protocols import STAGES_FILE
 from lorevit.training.protocols import easy_to_hard
 from lorevit.training.protocols import fit_and_test
 from lorevit.training.protocols import zero_shot_negatives
-from lorevit.training.trainer import _trainer, resume_checkpoint
+from lorevit.training.trainer import _trainer, preemption_signals, resume_checkpoint
 from lorevit.errors import ConfigError
 from lorevit.data.sampling import short_classes
 from lorevit.errors import Diverged, Preempted
@@ -205,7 +205,8 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
     cfg = resolve_resume(cfg)
     validate(cfg)
     out = prepare_output(cfg)
-    with output_lock(out):  # a second run on this --output is refused (issue 25 §2)
+    # a second run on this --output is refused (issue 25 §2); SIGTERM/SIGUSR1 stop it where it is safe (§1)
+    with output_lock(out), preemption_signals():
         return _train_locked(cfg, out, backbone, data, test, resume_auto)
 
 
@@ -230,11 +231,7 @@ def _train_locked(cfg: Config, out: Path, backbone: PromptedViT | None, data: Cl
         short = short_classes(data.train_set.targets, cfg.shots)
         metrics["fewer_shots"] = {data.classnames[c]: n for c, n in short.items()}
     if cfg.protocol == "easy-to-hard":
-        try:
-            metrics.update(easy_to_hard(cfg, model, data, out))
-        except Preempted as stop:
-            stop.restore_signals()
-            raise
+        metrics.update(easy_to_hard(cfg, model, data, out))
         metrics["num_train"] = len(data.train_indices)
     else:
         if rank_zero_only.rank == 0:
@@ -246,13 +243,10 @@ def _train_locked(cfg: Config, out: Path, backbone: PromptedViT | None, data: Cl
             results, history, times = fit_and_test(cfg, model, data, out, negatives=negatives, ckpt_path=ckpt,
                                                    test=test)
         except Preempted as stop:
-            try:
-                if rank_zero_only.rank == 0:  # resumable: prepare_output treats this status as unfinished
-                    write_json(out / "metrics.json", {**metrics, "status": "preempted", "signal": stop.signal_name,
-                                                      "epoch": stop.epoch, "step": stop.step,
-                                                      "checkpoint": str(Path(stop.checkpoint).relative_to(out))})
-            finally:
-                stop.restore_signals()
+            if rank_zero_only.rank == 0:  # resumable: prepare_output treats this status as unfinished
+                write_json(out / "metrics.json", {**metrics, "status": "preempted", "signal": stop.signal_name,
+                                                  "epoch": stop.epoch, "step": stop.step,
+                                                  "checkpoint": str(Path(stop.checkpoint).relative_to(out))})
             raise
         except Diverged as stop:
             if rank_zero_only.rank == 0:  # the last good checkpoint stays; this run is not resumable as it was

@@ -7,6 +7,7 @@ from lorevit.config import logger_names
 from lorevit.errors import ConfigError
 from lorevit.utils.io import atomic_write
 from pathlib import Path
+import contextlib
 import importlib.util
 import lightning as L
 import os
@@ -147,55 +148,73 @@ def resume_checkpoint(path: Path, auto: bool) -> Path:
     raise DamagedFileError(f"cannot resume from {path}: {problem}; {fix}")
 
 
-class PreemptionCheckpoint(L.Callback):
-    """SIGTERM / SIGUSR1 (a cluster's preemption, SLURM's warning before the time limit) during training: the
-    step in progress finishes, ``last.ckpt`` is written atomically, and :class:`lorevit.errors.Preempted` stops
-    the run (issue 25 §1). A signal on the epoch's last batch lets the epoch end (its own checkpoint holds the
-    epoch's history row) and stops before the next batch. More signals while stopping change nothing: the
-    handlers stay installed (recording only) until the run has written its metrics
-    (:meth:`lorevit.errors.Preempted.restore_signals`), and the checkpoint is written by rename, so the run is
-    resumable whatever arrives when."""
+class _Recorder:
+    """SIGTERM / SIGUSR1 recorded, never acted on in the handler: the run stops where it is safe to."""
 
     SIGNALS = ("SIGTERM", "SIGUSR1")
 
-    def __init__(self, checkpoint: Path):
-        self.checkpoint = Path(checkpoint)
+    def __init__(self):
         self.received: str | None = None
-        self._previous: dict = {}
+        self.active = False
 
-    def _on_signal(self, signum, frame) -> None:
+    def handle(self, signum, frame) -> None:
         import signal
 
         self.received = self.received or signal.Signals(signum).name
 
-    def on_train_start(self, trainer, pl_module) -> None:
+    def install(self) -> dict:
+        """Our handler for both signals (main thread only); returns the handlers it replaced."""
         import signal
         import threading
 
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for name in self.SIGNALS:  # replaces Lightning's SIGTERM notifier: the step finishes before anything stops
-            if hasattr(signal, name):
-                self._previous[name] = signal.signal(getattr(signal, name), self._on_signal)
+        if not self.active or threading.current_thread() is not threading.main_thread():
+            return {}
+        return {name: signal.signal(getattr(signal, name), self.handle) for name in self.SIGNALS
+                if hasattr(signal, name)}
 
-    def _restore(self) -> None:
-        import signal
 
-        for name, handler in self._previous.items():
+PREEMPTION = _Recorder()
+
+
+@contextlib.contextmanager
+def preemption_signals():
+    """SIGTERM / SIGUSR1 recorded for the whole run (training, testing and writing its files): a second signal while
+    a preempted run writes its metrics (a scheduler's SIGTERM, then the user's scancel), or one during the test
+    phase, never kills it half-way. The previous handlers come back when the run returns."""
+    import signal
+
+    PREEMPTION.received, PREEMPTION.active = None, True
+    previous = PREEMPTION.install()
+    try:
+        yield PREEMPTION
+    finally:
+        PREEMPTION.active, PREEMPTION.received = False, None
+        for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
-        self._previous = {}
 
-    def on_train_end(self, trainer, pl_module) -> None:
-        self._restore()
 
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        from lorevit.errors import Preempted
+class PreemptionCheckpoint(L.Callback):
+    """SIGTERM / SIGUSR1 (a cluster's preemption, SLURM's warning before the time limit) inside a run
+    (:func:`preemption_signals`): during training the step in progress finishes, ``last.ckpt`` is written
+    atomically, and :class:`lorevit.errors.Preempted` stops the run (issue 25 §1). A signal on the epoch's last batch
+    lets the epoch end (its own checkpoint holds the epoch's history row) and stops before the next batch. After
+    training (the validation and test passes) the run stops at the next batch: ``last.ckpt`` already holds the
+    trained state, and a resumed run only evaluates. More signals while stopping change nothing (recorded only)."""
 
-        if not isinstance(exception, Preempted):  # a preempted run gives the signals back once its files are written
-            self._restore()
+    def __init__(self, checkpoint: Path):
+        self.checkpoint = Path(checkpoint)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        PREEMPTION.install()  # over Lightning's SIGTERM notifier (its teardown puts ours back): the step finishes first
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        PREEMPTION.install()  # Lightning's would raise its SIGTERMException mid-pass
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        PREEMPTION.install()
 
     def _stop_now(self, trainer) -> bool:
-        stop = self.received is not None
+        stop = PREEMPTION.received is not None
         if trainer.world_size > 1:  # every rank stops at the same step (one may have seen the signal later)
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         return stop
@@ -203,8 +222,18 @@ class PreemptionCheckpoint(L.Callback):
     def _preempted(self, trainer):
         from lorevit.errors import Preempted
 
-        return Preempted(self.received or "a signal on another rank", trainer.current_epoch + 1, trainer.global_step,
-                         str(self.checkpoint), restore=self._restore)
+        return Preempted(PREEMPTION.received or "a signal on another rank", trainer.current_epoch + 1,
+                         trainer.global_step, str(self.checkpoint))
+
+    def _evaluation_batch(self, trainer) -> None:
+        if trainer.state.fn != "fit" and self._stop_now(trainer):  # within fit: the next training batch stops
+            raise self._preempted(trainer)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._evaluation_batch(trainer)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._evaluation_batch(trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or not self._stop_now(trainer):

@@ -18,15 +18,16 @@ ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 STEPS = 18  # 36 images, batches of 2
 
 
-def _signal_after_next_checkpoint(out, argv, signals):
-    """Start ``argv``; once it writes its next last.ckpt (an epoch's end), send ``signals`` (a burst); its exit status."""
+def _signal_after_next_checkpoint(out, argv, signals, delay=0.3):
+    """Start ``argv``; once it writes its next last.ckpt (an epoch's end), wait ``delay`` s (a few steps into the next
+    epoch), send ``signals`` (a burst); its exit status."""
     ckpt = out / "checkpoints" / "last.ckpt"
     before = ckpt.stat().st_mtime_ns if ckpt.is_file() else None
     process = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
     while process.poll() is None and time.time() < deadline:
         if ckpt.is_file() and ckpt.stat().st_mtime_ns != before:
-            time.sleep(0.3)  # a few steps into the next epoch
+            time.sleep(delay)
             for sig in signals:
                 process.send_signal(sig)
                 time.sleep(0.01)
@@ -81,3 +82,22 @@ def test_resume_auto_starts_fresh_without_a_checkpoint(tmp_path, color_folder):
     (tmp_path / "new" / "checkpoints").mkdir(parents=True)
     (tmp_path / "new" / "checkpoints" / "last.ckpt").write_bytes(b"x")
     assert resolve_resume(cfg).resume is True
+
+
+def test_sigterm_after_the_last_checkpoint_never_kills_the_run(tmp_path, color_folder):
+    """Signals after training (the validation and test passes, writing the adapter, metrics and plots): the run
+    either stops preempted at a test batch (exit 75; `--resume auto` then only evaluates, to the same metrics) or
+    finishes (exit 0) — never killed half-way by the default SIGTERM action (exit -15)."""
+    out, straight = tmp_path / "late", tmp_path / "straight"
+    argv = _argv(color_folder, out, "--resume", "auto", "--epochs", "1", "--eval-batch-size", "1")
+    code, err = _signal_after_next_checkpoint(out, argv, [signal.SIGTERM, signal.SIGTERM], delay=0.0)
+    assert code in (0, EXIT_PREEMPTED), err[-3000:]
+    if code == EXIT_PREEMPTED:
+        assert json.loads((out / "metrics.json").read_text())["status"] == "preempted"
+        done = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+    result = subprocess.run(_argv(color_folder, straight, "--epochs", "1", "--eval-batch-size", "1"), env=ENV,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = (json.loads((o / "metrics.json").read_text()) for o in (out, straight))
+    assert a["status"] == "finished" and (a["test_top1"], a["test_top5"]) == (b["test_top1"], b["test_top5"])
