@@ -212,3 +212,24 @@ def test_bench_locality_refuses_a_method_without_cls_attention(tmp_path, tiny_ba
         _one_error_line(capsys, "no last-block CLS attention")
     finally:
         unregister_method("test-no-cls")
+
+
+def test_visualize_puts_the_numbers_on_each_row(tmp_path, tiny_backbone, color_folder, capsys):
+    """`lorevit visualize` scores each row's maps against its mask exactly as the bench does."""
+    from lorevit.tools.visualize import visualize
+
+    _write_masks(color_folder)
+    adapter = _adapter(tmp_path, tiny_backbone, color_folder, "lore")
+    info = visualize(adapter, tmp_path / "fig3.png", count=18)  # all 18 test images, as --limit 0 below
+    assert set(info["locality"]) == {"blackbox", "model", "kla"}
+    out = tmp_path / "loc"
+    assert main(["bench", "locality", "--adapter", adapter, "--limit", "0", "--output", str(out)]) == 0
+    per_image = json.loads((out / "locality.json").read_text())["per_image"]
+    for key, row in (("blackbox", "B-B"), ("model", "lore"), ("kla", "lore KLA (true class)")):
+        got = [s["share"] for s in info["locality"][key]]
+        np.testing.assert_allclose(got, per_image[row]["share"], rtol=1e-5)
+        assert [s["pointing"] for s in info["locality"][key]] == [bool(v) for v in per_image[row]["pointing"]]
+    capsys.readouterr()
+    assert main(["visualize", "--adapter", adapter, "--count", "2", "--output", str(tmp_path / "v.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("  row 1: blackbox in mask ") and lines[2].startswith("  row 2: ")

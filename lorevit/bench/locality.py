@@ -29,13 +29,12 @@ import numpy as np
 import torch
 
 from lorevit.errors import ConfigError
-from lorevit.tools.locality import (LocalityError, bootstrap_interval, chance_levels, changes_the_vit,
-                                    check_cls_attention, cls_attention_maps, image_scores, patch_fractions,
-                                    patch_layout, transform_mask)
+from lorevit.tools.locality import (FASHION_MNIST_THRESHOLD, MASKS_FOLDER, LocalityError, bootstrap_interval,
+                                    chance_levels, changes_the_vit, check_cls_attention, cls_attention_maps,
+                                    image_scores, mask_path, patch_fractions, patch_layout, read_mask_png,
+                                    transform_mask)
 from lorevit.utils.io import write_json, write_text
 
-FASHION_MNIST_THRESHOLD = 25  # uint8 pixel value: > 25 (≈ 0.1) is the garment
-MASKS_FOLDER = "masks"
 VIDEO_DATASETS = ("davis", "video-standins")
 BB = "B-B"
 
@@ -67,35 +66,10 @@ class Item:
 # ----------------------------------------------------------------------------- mask sources
 
 
-def read_mask_png(path: Path) -> np.ndarray:
-    """A mask PNG → bool (H, W): nonzero is object; in palette PNGs (DAVIS/VOC ids) 255 is void → background."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            palette = image.mode == "P"
-            values = np.asarray(image)
-    except (OSError, UnidentifiedImageError) as err:
-        raise LocalityError(f"cannot read mask {path}: {err}") from err
-    if values.ndim == 3:
-        values = values[..., :3].max(-1)
-    return (values > 0) & (values != 255) if palette else values > 0
-
-
-def _fashion_mnist(data, indices, same_classes: bool) -> Iterator[Item]:
+def _fashion_mnist(data, indices, same_classes: bool) -> Iterator[Item]:  # the object: pixels above the threshold
     for i in indices:
         yield Item(data.load_image(i), np.asarray(data.items[i]) > FASHION_MNIST_THRESHOLD,
                    data.targets[i] if same_classes else None, data.describe(i))
-
-
-def _mask_path(root: Path, image: str) -> Path:
-    """``<root>/masks/<image relative to root>.png``, refused when the image is not under root (no '..')."""
-    try:
-        relative = Path(image).resolve().relative_to(root.resolve())
-    except ValueError as err:
-        raise LocalityError(f"image {image} is not under the dataset root {root}: its mask cannot be found in "
-                            f"{root / MASKS_FOLDER}") from err
-    return root / MASKS_FOLDER / relative.with_suffix(".png")
 
 
 def _masked_files(data, indices, same_classes: bool) -> Iterator[Item]:
@@ -105,7 +79,7 @@ def _masked_files(data, indices, same_classes: bool) -> Iterator[Item]:
                             f"in {root} that mirrors the images' paths (test/<class>/x.jpg → "
                             f"{MASKS_FOLDER}/test/<class>/x.png), or use --dataset fashion-mnist / davis / video-standins")
     for i in indices:
-        path = _mask_path(root, data.items[i])
+        path = mask_path(root, data.items[i])
         if not path.is_file():
             raise LocalityError(f"mask {path} of image {data.items[i]} is missing; every scored image needs one "
                                 f"(or lower --limit is no help: give each image of the split a mask)")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -40,6 +41,8 @@ import torch.nn.functional as F
 from lorevit.errors import UserError
 
 POINTING_FRACTION = 0.5  # a patch "is object" for the pointing game when at least half its pixels are
+FASHION_MNIST_THRESHOLD = 25  # uint8 pixel value: > 25 (≈ 0.1) is the garment (the background is 0, faint noise)
+MASKS_FOLDER = "masks"  # <dataset root>/masks/<image path relative to the root, as .png>
 
 
 class LocalityError(UserError, ValueError):
@@ -88,6 +91,45 @@ def transform_mask(mask: np.ndarray, img_size: int) -> torch.Tensor:
     image = Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255)
     image = TF.center_crop(TF.resize(image, img_size, interpolation=InterpolationMode.BILINEAR), img_size)
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)  # img_size, img_size
+
+
+def read_mask_png(path: Path) -> np.ndarray:
+    """A mask PNG → bool (H, W): nonzero is object; in palette PNGs (DAVIS/VOC ids) 255 is void → background."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            palette = image.mode == "P"
+            values = np.asarray(image)
+    except (OSError, UnidentifiedImageError) as err:
+        raise LocalityError(f"cannot read mask {path}: {err}") from err
+    if values.ndim == 3:
+        values = values[..., :3].max(-1)
+    return (values > 0) & (values != 255) if palette else values > 0
+
+
+def mask_path(root: Path, image: str) -> Path:
+    """``<root>/masks/<image relative to root>.png``, refused when the image is not under root (no '..')."""
+    try:
+        relative = Path(image).resolve().relative_to(root.resolve())
+    except ValueError as err:
+        raise LocalityError(f"image {image} is not under the dataset root {root}: its mask cannot be found in "
+                            f"{root / MASKS_FOLDER}") from err
+    return root / MASKS_FOLDER / relative.with_suffix(".png")
+
+
+def dataset_mask(data, i: int) -> np.ndarray | None:
+    """The object mask (H, W bool) of image ``i`` of a :class:`lorevit.data.LabeledDataset`, or None when it has
+    none: Fashion-MNIST's pixels above :data:`FASHION_MNIST_THRESHOLD`; for image files, the PNG under the
+    root's ``masks/`` folder (checked to be the image's own size)."""
+    from pathlib import Path
+
+    if data.name == "fashion-mnist" and data.in_memory:
+        return np.asarray(data.items[i]) > FASHION_MNIST_THRESHOLD
+    if data.in_memory or data.root is None or not (Path(data.root) / MASKS_FOLDER).is_dir():
+        return None
+    path = mask_path(Path(data.root), data.items[i])
+    return read_mask_png(path) if path.is_file() else None
 
 
 # ----------------------------------------------------------------------------- the scores
