@@ -157,7 +157,8 @@ def masked_items(settings: LocalitySettings, dataset: str, classnames: list[str]
     name = get_spec(dataset).name
     data = build_dataset(name, settings.split, root=data_root)
     same = list(data.classnames) == list(classnames)
-    indices = subset_indices(len(data), settings.limit, settings.seed, data.targets if same else None)
+    # the training run's own test subset for the same size and seed (`test_subset`, `test_seed`): unstratified
+    indices = subset_indices(len(data), settings.limit, settings.seed)
     if name == "fashion-mnist":
         return (_fashion_mnist(data, indices, same), len(indices),
                 {"masks": f"pixels > {FASHION_MNIST_THRESHOLD} (uint8)", "split": settings.split})
