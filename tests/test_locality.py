@@ -233,3 +233,36 @@ def test_visualize_puts_the_numbers_on_each_row(tmp_path, tiny_backbone, color_f
     assert main(["visualize", "--adapter", adapter, "--count", "2", "--output", str(tmp_path / "v.png")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("  row 1: blackbox in mask ") and lines[2].startswith("  row 2: ")
+
+
+def test_bench_locality_on_davis_frames(tmp_path, tiny_backbone, color_folder):
+    """DAVIS-layout frames: every annotated object is the mask, void (255) is background, empty frames skipped."""
+    from lorevit.tasks.video.davis import write_mask
+
+    davis = tmp_path / "DAVIS"
+    rng = np.random.default_rng(0)
+    for seq in ("a", "b"):
+        (davis / "JPEGImages" / "480p" / seq).mkdir(parents=True)
+        (davis / "Annotations" / "480p" / seq).mkdir(parents=True)
+        for t in range(3):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+                davis / "JPEGImages" / "480p" / seq / f"{t:05d}.jpg")
+            ids = np.zeros((40, 48), dtype=np.uint8)
+            if not (seq == "b" and t == 2):  # the last frame of b: every object out of view
+                ids[0:20, 8:28] = 1
+                ids[20:40, 28:48] = 2
+                ids[30:40, 0:8] = 255  # void
+            write_mask(davis / "Annotations" / "480p" / seq / f"{t:05d}.png", ids)
+    (davis / "ImageSets" / "2017").mkdir(parents=True)
+    (davis / "ImageSets" / "2017" / "val.txt").write_text("a\nb\n")
+    adapter = _adapter(tmp_path, tiny_backbone, color_folder, "lore")
+    out = tmp_path / "loc"
+    assert main(["bench", "locality", "--adapter", adapter, "--dataset", "davis", "--data-root", str(davis),
+                 "--output", str(out)]) == 0
+    report = json.loads((out / "locality.json").read_text())
+    assert report["images"] == 5 and report["source"]["skipped_empty_frames"] == 1
+    assert "lore KLA (true class)" not in report["rows"] and "lore KLA (predicted class)" in report["rows"]
+    assert "accuracy" not in report["rows"]["lore"]
+    # 40×48 → resized to 32×38, centre-cropped to 32×32 (columns 3-35 of 38): both objects, 800 of 1920 px
+    expected = transform_mask(np.isin(np.asarray(Image.open(davis / "Annotations/480p/a/00000.png")), (1, 2)), 32)
+    assert report["chance"]["share"]["mean"] == pytest.approx(expected.mean().item(), abs=1e-6)
