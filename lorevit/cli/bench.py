@@ -6,6 +6,7 @@
     lorevit bench complexity [--backbone NAME] [--weights W] [--img-size N] [--batch-size B] [--output DIR]
     lorevit bench data [--data-root DIR] [--workers 0,2,auto] [--img-size N] [--batch-size B] [--output DIR]
     lorevit bench tasks [--adapter DIR] [--data-root DIR] [--quick] [--output DIR]
+    lorevit bench locality --adapter DIR [--adapter DIR ...] [--dataset NAME] [--limit N] [--output DIR]
 
 The paper's Table 5 on a GPU with CLIP ViT-B/16, for example::
 
@@ -197,3 +198,6 @@ def register(commands) -> None:
     from lorevit.cli.tasks import register_bench
 
     register_bench(sub)
+    from lorevit.cli.locality import register_locality
+
+    register_locality(sub)
