@@ -429,12 +429,13 @@ def read_fewshot_pickle(path: str | Path) -> dict[str, list[DatumRecord]]:
     return obj
 
 
-def coop_fewshot_indices(dataset, shots: int, seed: int) -> tuple[list[int], str] | None:
+def coop_fewshot_indices(dataset, shots: int, seed: int, subset: bool = False) -> tuple[list[int], str] | None:
     """Training indices of ``dataset`` (a LabeledDataset of image paths) that CoOp's ``shot_{K}-seed_{S}.pkl`` lists,
     with the file's sha256; None when no such file lies in ``split_fewshot/`` beside the data.
 
     The pickle's image paths are the publisher's absolute paths: each is matched by its trailing path components to
-    an image the split already lists (a name never becomes a path); an image the split does not hold is an error."""
+    an image the split already lists (a name never becomes a path); an image the split does not hold is an error,
+    except with ``subset`` (a class view such as ``@base``: the file's other classes are left out)."""
     if isinstance(dataset.items, np.ndarray) or not dataset.root:
         return None
     root = Path(dataset.root)
@@ -453,6 +454,8 @@ def coop_fewshot_indices(dataset, shots: int, seed: int) -> tuple[list[int], str
     for j, datum in enumerate(data["train"]):
         parts = [p for p in datum.impath.replace("\\", "/").split("/") if p]
         index = next((by_suffix["/".join(parts[-n:])] for n in (3, 2, 1) if "/".join(parts[-n:]) in by_suffix), None)
+        if index is None and subset:
+            continue
         if index is None:
             raise ReadError(f"{path}: train[{j}] {datum.impath!r} is not an image of {dataset.name}'s train split")
         if datum.label >= 0 and dataset.targets[index] != datum.label:
