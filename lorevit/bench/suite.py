@@ -417,6 +417,8 @@ class Suite:
                     for s in plan.seed_list]
         for dataset in dict.fromkeys(d for d, *_ in todo):
             self.trivial[dataset] = self.trivial_for(dataset)
+            if plan.protocol == "base2novel":  # chance on the new classes (no training image of theirs: no majority)
+                self.trivial[dataset]["new_chance"] = self.trivial_for(dataset.replace("@base", "@new"))["chance"]
         for i, (dataset, method, k, seed) in enumerate(todo, 1):
             key = f"{dataset}|{method}|{k}|{seed}"
             label = f"[{i}/{len(todo)}] {plan.protocol} {dataset} {method}{f' {k}-shot' if k else ''} seed {seed}"
@@ -556,8 +558,13 @@ def tables(plan: SuitePlan, cells: dict, trivial: dict) -> dict:
                       "base_average": statistics.fmean(v["base"] for v in per.values() if v["base"] is not None)
                       if any(v["base"] is not None for v in per.values()) else None}
         for name in ("chance", "majority"):
-            out[f"({name})"] = {"per_dataset": {d.removesuffix("@base"): {"base": trivial[d][name]} for d in datasets
-                                                if d in trivial}}
+            per = {}
+            for d in datasets:
+                if d in trivial:
+                    b, n = trivial[d][name], trivial[d].get("new_chance") if name == "chance" else None
+                    per[d.removesuffix("@base")] = {"base": b, "new": n, "hm": harmonic_mean(b, n) if n is not None else None}
+            rows = {d: (e["base"], e["new"]) for d, e in per.items() if e["new"] is not None}
+            out[f"({name})"] = {"per_dataset": per, "average": base2novel_average(rows) if rows else None}
     else:  # xd, dg
         for m in methods:
             cs = [c for c in cells.values() if c["method"] == m]

@@ -151,7 +151,7 @@ def cmd_suite(args) -> int:
     except ValueError as err:
         raise ConfigError(f"--lr-factors takes comma-separated numbers like 0.5,1,2, got {args.lr_factors!r}") from err
     shots = _int_list(args.shots, "shots") if args.shots else ([1, 4] if quick and args.protocol == "coop-fewshot"
-                                                               else [4] if quick else None)
+                                                               else None)
     seeds = _int_list(args.seeds, "seeds") if args.seeds else ([1] if quick else None)
     plan = SuitePlan(args.protocol, base, methods=_str_list(args.methods), data_root=data_root,
                      datasets=_str_list(args.datasets) if args.datasets else None, seeds=seeds, shots=shots,
