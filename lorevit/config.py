@@ -236,6 +236,9 @@ class Config:
     img_size: int = key(112, "data", "image size the ViT sees (its position embeddings are resampled to it)")
     num_workers: int | None = key(None, "machine", "data loader processes (null: auto — 0 on the CPU, where they "
                                   "would steal the compute's cores; up to 8 with a GPU)", result=False)
+    transforms: str = key("default", "data", "image transforms: default (RandomResizedCrop + flip; test resize + centre "
+                          "crop) | vtab (NOAH's direct resize, no augmentation) | vpt-fgvc (VPT's Resize 256 → "
+                          "RandomCrop 224 → flip; set by bench suite --protocol fgvc)")
     bad_images: str = key("fail", "data", "an unreadable image: fail | skip (counted in metrics.json)")
     # optim: how it is trained (the spec's table)
     epochs: int = key(30, "optim", "training epochs (chosen on the validation split, docs/validation.md)", may_grow=True)
@@ -309,7 +312,7 @@ class Config:
         choices = {"method": method_names(), "protocol": PROTOCOLS, "bad_images": ("fail", "skip"),
                    "precision": PRECISIONS, "accelerator": ACCELERATORS, "white_box": WHITE_BOXES, "head": HEADS,
                    "recipe": RECIPES, "optimizer": OPTIMIZERS, "warmup": WARMUPS,
-                   "schedule_interval": SCHEDULE_INTERVALS}
+                   "schedule_interval": SCHEDULE_INTERVALS, "transforms": ("default", "vtab", "vpt-fgvc")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")

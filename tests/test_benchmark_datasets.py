@@ -297,3 +297,23 @@ def test_templates():
     assert template_for("oxford-pets") == "a photo of a {}, a type of pet."
     assert template_for("oxford-pets@base", "prograd") == "a type of pet, a photo of a {}."
     assert template_for("vtab-dtd") == "a photo of a {}."
+
+
+def test_transform_presets():
+    import torch
+
+    from lorevit.data.transforms import image_transforms
+
+    cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    vtab = image_transforms(cfg, 32, train=True, preset="vtab")  # NOAH: direct resize, no augmentation
+    assert vtab(photo).shape == (3, 32, 32) and torch.equal(vtab(photo), image_transforms(cfg, 32, False, "vtab")(photo))
+    train = image_transforms(cfg, 224, train=True, preset="vpt-fgvc")  # VPT: Resize(256) → RandomCrop(224) → flip
+    names = [type(t).__name__ for t in train.transforms]
+    assert names[:3] == ["Resize", "Compose", "ToTensor"] and train.transforms[0].size == 256
+    assert [type(t).__name__ for t in train.transforms[1].transforms] == ["RandomCrop", "RandomHorizontalFlip"]
+    test = image_transforms(cfg, 224, train=False, preset="vpt-fgvc")
+    assert [type(t).__name__ for t in test.transforms][:2] == ["Resize", "CenterCrop"]
+    assert test(photo).shape == (3, 224, 224)
+    with pytest.raises(ValueError, match="transforms must be one of"):
+        image_transforms(cfg, 32, True, "tf-resize")

@@ -286,9 +286,15 @@ class Suite:
         cfg = self.plan.base.replace(method=method, dataset=dataset, data_root=self.plan.data_roots.get(
             dataset.partition("@")[0], self.plan.data_root), protocol="few-shot" if few else "full", seed=int(seed),
             output=str(out), resume="auto", overwrite=True, progress=False, test_subset=None,
-            **({"shots": int(shots)} if few else {}))
+            **({"shots": int(shots)} if few else {}), **self.preset())
         cfg = resolve_config(cfg)
         return cfg.replace(**changes) if changes else cfg
+
+    def preset(self) -> dict:
+        """The community's image transforms (config key ``transforms``) unless the user set them."""
+        if "transforms" in self.plan.base.given:
+            return {}
+        return {"transforms": {"vtab": "vtab", "fgvc": "vpt-fgvc"}.get(self.plan.protocol, "default")}
 
     def data(self, cfg: Config):
         """The cell's ClassificationData; CoOp's few-shot pickle defines the training images when there is one."""
@@ -346,7 +352,8 @@ class Suite:
         backbone = copy.deepcopy(self.shared_backbone())
         model, cfg = load_adapter(cell, backbone=backbone)
         ds = build_dataset(dataset, "test", root=self.plan.data_roots.get(dataset.partition("@")[0], self.plan.data_root),
-                           transform=image_transforms(backbone.data_config, cfg.img_size, train=False))
+                           transform=image_transforms(backbone.data_config, cfg.img_size, train=False,
+                                                      preset=cfg.transforms))
         mask = None
         if rebuild:
             trained = {k: v for k, v in model.state_dict().items()}
