@@ -36,7 +36,7 @@ PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", 
               "transformer-engine", "transformer-engine-float16")  # what Lightning's Trainer accepts
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 WHITE_BOXES = ("paper", "public")  # issue 11 §3: the spec's White Box, or the public code's as an option
-HEADS = ("linear", "clip")
+HEADS = ("linear", "clip", "text")
 RECIPES = ("auto", "published", "lore")  # --recipe: a baseline's official recipe, or LORE's (the config as written)
 OPTIMIZERS = ("sgd", "adamw")
 WARMUPS = ("linear", "constant")  # timm's linear ramp (VTAB recipes), Dassl's constant warm-up (CoOp family)
@@ -271,7 +271,10 @@ class Config:
     white_box: str = key("paper", "model", "LORE's White Box: paper (the spec's equations) | public (the public code's "
                          "ViG LIN, conv PG, one-head KLA)", arch=True)
     head: str = key("linear", "model", "task head: linear (on the pooled CLS) | clip (the public code: on logit_scale × "
-                    "the normalised projected CLIP embedding)", arch=True)
+                    "the normalised projected CLIP embedding) | text (cosine to the class names' frozen CLIP text "
+                    "features: new classes need only their names)", arch=True)
+    text_template: str | None = key(None, "model", "head: text: the class-name template of its text features (null: "
+                                    "the dataset's CoOp template in bench suite, else 'a photo of a {}.')", arch=True)
     n_global: int = key(8, "model", "LORE: global prompts per block", arch=True)
     n_local: int = key(2, "model", "LORE: locality-aware prompts per block (from the Prompt Generator)", arch=True)
     vpt_prompts: int = key(10, "model", "VPT: prompts per block (deep) or at the input (shallow)", arch=True)

@@ -248,13 +248,14 @@ def trivial_rows(train_targets: Sequence[int], test_targets: Sequence[int], num_
     return {"chance": 100.0 / max(num_classes, 1), "majority": 100.0 * hits / max(len(test_targets), 1)}
 
 
-def text_classifier(method: str) -> bool:
+def text_classifier(method: str, head: str = "linear") -> bool:
     """Whether ``method``'s classifier is built from class text (so it can score classes it never trained on):
-    methods that do not train (zero-shot CLIP) or that declare ``text_classifier = True``."""
+    any method with ``head: text``, methods that do not train (zero-shot CLIP) or that declare
+    ``text_classifier = True``."""
     from lorevit.methods import METHODS
 
     cls = METHODS[method]
-    return (not cls.trains) or bool(getattr(cls, "text_classifier", False))
+    return head == "text" or (not cls.trains) or bool(getattr(cls, "text_classifier", False))
 
 
 class Suite:
@@ -287,6 +288,10 @@ class Suite:
             dataset.partition("@")[0], self.plan.data_root), protocol="few-shot" if few else "full", seed=int(seed),
             output=str(out), resume="auto", overwrite=True, progress=False, test_subset=None,
             **({"shots": int(shots)} if few else {}), **self.preset())
+        if cfg.head == "text" and "text_template" not in self.plan.base.given:
+            from lorevit.data.benchmarks import template_for
+
+            cfg = cfg.replace(text_template=template_for(dataset))  # the dataset's CoOp template
         cfg = resolve_config(cfg)
         return cfg.replace(**changes) if changes else cfg
 
@@ -355,11 +360,17 @@ class Suite:
                            transform=image_transforms(backbone.data_config, cfg.img_size, train=False,
                                                       preset=cfg.transforms))
         mask = None
-        if rebuild:
-            trained = {k: v for k, v in model.state_dict().items()}
+        if rebuild:  # the same trained tensors, the classifier rebuilt from the target's class names
+            trained = model.trained_state_dict()
+            arch = {k: getattr(cfg, k) for k in ARCH_KEYS}
+            if cfg.head == "text" and "text_template" not in self.plan.base.given:
+                from lorevit.data.benchmarks import template_for
+
+                arch["text_template"] = template_for(dataset)
             model = create_model(cfg.method, ds.classnames, backbone=backbone, knowledge=cfg.knowledge,
-                                 method_options=cfg.method_options, **{k: getattr(cfg, k) for k in ARCH_KEYS})
-            own = model.state_dict()
+                                 method_options=cfg.method_options, **arch)
+            own = model.trained_state_dict()
+            # class-sized tensors (the KLA's class features, used in training only) are the new classes' own
             model.load_state_dict({k: v for k, v in trained.items() if k in own and own[k].shape == v.shape}, strict=False)
         elif getattr(ds, "logit_mask", None) is not None and model.num_classes == 1000:
             mask = torch.tensor(ds.logit_mask)
@@ -444,7 +455,7 @@ class Suite:
                       "fewshot_source": metrics.get("fewshot_source"), "run": str(path.relative_to(self.out))}
             if plan.protocol == "base2novel":
                 new = dataset.replace("@base", "@new")
-                if text_classifier(method):
+                if text_classifier(method, cfg.head):
                     record["new_top1"] = self.evaluate_on(path, new, rebuild=True)["top1"]
                 else:
                     record["new_top1"] = None
@@ -453,13 +464,13 @@ class Suite:
             if plan.protocol == "xd":
                 record["targets"] = {}
                 for target in datasets:
-                    if text_classifier(method):
+                    if text_classifier(method, cfg.head):
                         record["targets"][target] = self.evaluate_on(path, target, rebuild=True)["top1"]
-                if not text_classifier(method):
+                if not text_classifier(method, cfg.head):
                     self.notes.setdefault(method, f"{method}: cross-dataset n/a — a learned per-class head cannot "
                                                   "score another dataset's classes")
             if plan.protocol == "dg":
-                record["targets"] = {t: self.evaluate_on(path, t, rebuild=text_classifier(method))["top1"] for t in datasets}
+                record["targets"] = {t: self.evaluate_on(path, t, rebuild=text_classifier(method, cfg.head))["top1"] for t in datasets}
             self.cells[key] = record
             self.say(f"{label}: {'done before, ' if was_done else ''}{metrics['test_top1']:.2f}%"
                      + (f", new {record['new_top1']:.2f}%" if record.get("new_top1") is not None else "")
