@@ -628,7 +628,8 @@ def protocol_markdown(report: dict) -> str:
                       "|---|" + "---:|" * (len(cols) + 2)]
             for name, row in PUBLISHED_VTAB.items():
                 avg = vtab_average(row)
-                lines.append(f"| {name} (published) | " + " | ".join(_fmt(row.get(d.removeprefix("vtab-"))) for d in cols)
+                lines.append(f"| {name} (published) | " + " | ".join(
+                    f"{row[d.removeprefix('vtab-')]:.1f}" if d.removeprefix("vtab-") in row else "n/a" for d in cols)
                              + f" | {avg['mean_of_groups']:.1f} | {avg['mean_of_19']:.1f} |")
         else:
             names = ("fgvc-cub", "fgvc-nabirds", "fgvc-flowers", "fgvc-dogs", "fgvc-cars")
