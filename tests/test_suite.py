@@ -140,6 +140,9 @@ def test_fgvc_coop_and_base2novel_quick(standins, tmp_path):
     assert fgvc["average"]["mean"] == fgvc["per_dataset"]["fgvc-cub"]["mean"]
     coop = protocols["coop-fewshot"]
     assert set(coop["tables"]["vpt-deep"]) == {"1", "4"}
+    one = coop["tables"]["linear"]["1"]
+    assert one["average_coop11"] == one["per_dataset"]["food101"]["mean"]  # food101 is one of CoOp's 11 …
+    assert one["average_lore12"] is None  # … and none of LORE's 12
     assert {c["fewshot_source"] for c in coop["cells"].values()} == {"lorevit-seeded"}
     b2n = protocols["base2novel"]
     cell = b2n["cells"]["food101@base|linear|4|1"]
@@ -192,6 +195,9 @@ def test_bad_input_is_one_line(tmp_path, capsys, standins):
                  "--output", str(tmp_path / "o")]) == 2
     assert "unknown method" in capsys.readouterr().err
     assert not (tmp_path / "o" / "suite.json").exists()  # nothing half-written
+    (tmp_path / "file").write_text("x")
+    assert main(["bench", "suite", "--protocol", "vtab", "--output", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- dg on a generated ImageNet
