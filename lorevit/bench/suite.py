@@ -288,7 +288,8 @@ class Suite:
         few = shots is not None
         cfg = self.plan.base.replace(method=method, dataset=dataset, data_root=self.plan.data_roots.get(
             dataset.partition("@")[0], self.plan.data_root), protocol="few-shot" if few else "full", seed=int(seed),
-            output=str(out), resume="auto", overwrite=True, progress=False, test_subset=None,
+            output=str(out), resume="auto", overwrite=True, progress=False,
+            test_subset=self.plan.base.test_subset if "test_subset" in self.plan.base.given else None,  # the protocols: all
             **({"shots": int(shots)} if few else {}), **self.preset())
         if cfg.head == "text" and "text_template" not in self.plan.base.given:
             from lorevit.data.benchmarks import template_for
@@ -491,6 +492,8 @@ class Suite:
                       "seeds": plan.seed_list, "shots": plan.shot_list, "data_root": plan.data_root,
                       "lr_factors": list(plan.lr_factors) if plan.tunes else None, "quick": plan.quick,
                       "epochs": b.epochs if "epochs" in b.given else "each method's recipe",
+                      "test": f"a fixed subset of {b.test_subset} images" if "test_subset" in b.given and b.test_subset
+                              else "the full test split",
                       "wall_time_s": round(time.perf_counter() - self.start, 1)},
             "rules": RULES[plan.protocol], "cells": self.cells, "tuning": self.tuning, "trivial": self.trivial,
             "notes": self.notes, "split_files": self.split_files, "tables": tables(plan, self.cells, self.trivial),
@@ -615,7 +618,7 @@ def protocol_markdown(report: dict) -> str:
     p, s, t = report["protocol"], report["setup"], report["tables"]
     lines = [f"# {p}", "", f"**Rule.** {report['rules']}", "",
              f"Setup: `{s['backbone']}` ({s['weights']}) at {s['img_size']} px, knowledge `{s['knowledge']}`; "
-             f"epochs: {s['epochs']}; seeds {s['seeds']}" + (f"; shots {s['shots']}" if s["shots"] != [None] else "")
+             f"epochs: {s['epochs']}; test: {s.get('test', 'the full test split')}; seeds {s['seeds']}" + (f"; shots {s['shots']}" if s["shots"] != [None] else "")
              + (f"; lr factors {s['lr_factors']}" if s.get("lr_factors") else "")
              + (" — **--quick on stand-ins**: checks the machinery end to end, says nothing about the methods' "
                 "accuracy on the real benchmarks" if s.get("quick") else ""), ""]
