@@ -266,3 +266,31 @@ def test_bench_locality_on_davis_frames(tmp_path, tiny_backbone, color_folder):
     # 40×48 → resized to 32×38, centre-cropped to 32×32 (columns 3-35 of 38): both objects, 800 of 1920 px
     expected = transform_mask(np.isin(np.asarray(Image.open(davis / "Annotations/480p/a/00000.png")), (1, 2)), 32)
     assert report["chance"]["share"]["mean"] == pytest.approx(expected.mean().item(), abs=1e-6)
+
+
+def test_bench_locality_on_spair_boxes(tmp_path, tiny_backbone, color_folder):
+    """SPair-71k: each image once, its bounding box as the mask (inclusive pixel corners)."""
+    from .tasks.correspondence_fixtures import write_spair
+
+    spair = write_spair(tmp_path / "data")
+    path = spair / "PairAnnotation" / "test"
+    for file in path.glob("*.json"):  # boxes of a quarter of each image: [0, 0, W/2 - 1, H/2 - 1]
+        ann = json.loads(file.read_text())
+        for side in ("src", "trg"):
+            w, h = ann[f"{side}_imsize"][:2]
+            ann[f"{side}_bndbox"] = [0, 0, w // 2 - 1, h // 2 - 1]
+        file.write_text(json.dumps(ann))
+    adapter = _adapter(tmp_path, tiny_backbone, color_folder, "vpt-deep")
+    out = tmp_path / "loc"
+    assert main(["bench", "locality", "--adapter", adapter, "--dataset", "spair", "--data-root", str(tmp_path / "data"),
+                 "--output", str(out)]) == 0
+    report = json.loads((out / "locality.json").read_text())
+    assert report["images"] == 5  # c1, c2, d1, d2, d3
+    assert "box" in report["source"]["masks"]
+    names = report["per_image"]["names"]
+    sizes = {"c1": (56, 40), "c2": (40, 64), "d1": (48, 32), "d2": (72, 48), "d3": (48, 32)}
+    for name, chance in zip(names, report["per_image"]["chance"]["share"]):
+        w, h = sizes[name.rsplit("/", 1)[-1][:2]]
+        mask = np.zeros((h, w), dtype=bool)
+        mask[: h // 2, : w // 2] = True
+        assert chance == pytest.approx(transform_mask(mask, TINY_SIZE).mean().item(), abs=1e-6)

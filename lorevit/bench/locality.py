@@ -17,7 +17,8 @@ Where the masks come from (``--dataset``):
   dataset's root mirrors the images' paths, ``<root>/masks/<path of the image relative to root, .png>``,
   e.g. ``test/cat/001.jpg`` → ``masks/test/cat/001.png``, the image's own size, nonzero = object.
 
-SPair-71k's boxes are not read yet (see docs/locality.md).
+- ``spair`` (``--data-root`` = the folder holding ``SPair-71k/``): each image of the split's pairs once, its object's
+  bounding box as the mask (a box, not the object's outline: the background inside the box counts as object).
 """
 from __future__ import annotations
 
@@ -130,6 +131,35 @@ def _video(frames) -> Iterator[Item]:
         yield Item(rgb, mask, None, name)
 
 
+def _spair_boxes(root: Path, split: str, limit: int | None, seed: int) -> list[tuple[str, tuple[int, int], np.ndarray]]:
+    """Every image of a SPair-71k split once (the first pair naming it), with its object box."""
+    from lorevit.data import subset_indices
+    from lorevit.tasks.correspondence.spair import read_pairs
+    from lorevit.tasks.errors import TaskError
+
+    try:
+        pairs = read_pairs(root, {"train": "trn"}.get(split, split)).pairs
+    except TaskError as err:
+        raise LocalityError(str(err)) from err
+    boxes: dict[str, tuple[tuple[int, int], np.ndarray]] = {}
+    for p in pairs:
+        for image, size, box in ((p.src_image, p.src_size, p.src_bbox), (p.trg_image, p.trg_size, p.trg_bbox)):
+            boxes.setdefault(str(image), (size, box))
+    names = sorted(boxes)
+    return [(names[i], *boxes[names[i]]) for i in subset_indices(len(names), limit, seed)]
+
+
+def _spair(images) -> Iterator[Item]:
+    from PIL import Image
+
+    for name, (h, w), box in images:
+        mask = np.zeros((h, w), dtype=bool)  # the box as the mask: every pixel of [x1, x2] × [y1, y2]
+        x1, y1, x2, y2 = np.round(np.asarray(box, dtype=np.float64)).astype(int)
+        mask[max(y1, 0) : y2 + 1, max(x1, 0) : x2 + 1] = True
+        with Image.open(name) as image:
+            yield Item(image.convert("RGB"), mask, None, name)
+
+
 def masked_items(settings: LocalitySettings, dataset: str, classnames: list[str], data_root: str | None,
                  say: Callable[[str], None]) -> tuple[Iterator[Item], int, dict]:
     """The scored images with their masks (lazily), how many, and where the masks came from."""
@@ -154,6 +184,13 @@ def masked_items(settings: LocalitySettings, dataset: str, classnames: list[str]
             raise LocalityError(f"{root}: no annotated frame holds an object")
         return _video(frames), len(frames), {"masks": "DAVIS annotations (ids 1-254, per frame)", "root": str(root),
                                              "skipped_empty_frames": empty}
+    if dataset == "spair":
+        if not data_root:
+            raise ConfigError("--dataset spair needs --data-root, the folder holding SPair-71k/ (JPEGImages/, "
+                              "PairAnnotation/, Layout/large/)")
+        images = _spair_boxes(Path(data_root).expanduser(), settings.split, settings.limit, settings.seed)
+        return _spair(images), len(images), {"masks": "SPair-71k bounding boxes (box masks)", "root": str(data_root),
+                                             "split": settings.split}
     name = get_spec(dataset).name
     data = build_dataset(name, settings.split, root=data_root)
     same = list(data.classnames) == list(classnames)

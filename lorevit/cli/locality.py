@@ -1,7 +1,7 @@
 """``lorevit bench locality``: argument parsing only; the work is :func:`lorevit.bench.locality.run_locality`.
 
     lorevit bench locality --adapter runs/lore [--adapter runs/vpt ...] [--dataset fashion-mnist | davis |
-                           video-standins | imagefolder ...] [--data-root DIR] [--limit 500] --output OUT
+                           video-standins | spair | imagefolder ...] [--data-root DIR] [--limit 500] --output OUT
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def register_locality(sub) -> None:
     p.add_argument("--adapter", action="append", required=True, help="a run's output directory (repeatable: one row each)")
     p.add_argument("--dataset", default=None,
                    help="fashion-mnist (threshold masks) | davis (--data-root: a DAVIS-2017 folder) | video-standins | "
+                        "spair (--data-root: the folder of SPair-71k/, box masks) | "
                         "a dataset with a masks/ folder in its root (default: the first adapter's)")
     p.add_argument("--data-root", "--data_root", dest="data_root", default=None)
     p.add_argument("--split", default="test", choices=("train", "test"))
