@@ -100,3 +100,11 @@ def test_xd_scores_other_datasets_with_their_own_names(tmp_path):
     evaluated = json.loads((out / cell["run"] / "eval" / "food101.json").read_text())
     assert evaluated["rebuilt_for_classes"] and evaluated["num_test"] == 10 * 2
     assert report["tables"]["vpt-shallow"]["average"] == pytest.approx(cell["targets"]["food101"])
+
+
+def test_linear_with_text_head_is_refused_by_the_config():
+    from lorevit.config import Config
+    from lorevit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trains nothing"):
+        Config(method="linear", head="text")
