@@ -328,6 +328,9 @@ class Config:
         if self.method == "zero-shot" and not self.knowledge.startswith("clip:"):
             raise ConfigError(f"method zero-shot classifies with a CLIP text tower, but knowledge is {self.knowledge!r}; "
                               "set knowledge: clip:<open_clip model>@<pretrained tag> (e.g. clip:ViT-B-16-quickgelu@openai)")
+        if self.head == "text" and self.method == "linear":
+            raise ConfigError("head: text with method linear trains nothing (the frozen Black Box and a frozen text "
+                              "head); use method zero-shot for that classifier, or a method that trains (vpt-deep, lore)")
         if self.protocol == "easy-to-hard" and self.method == "zero-shot":
             raise ConfigError("easy-to-hard trains two stages; method zero-shot trains nothing")
         if self.max_steps is not None and self.protocol == "easy-to-hard":

@@ -68,3 +68,43 @@ def test_lore_with_text_head_scores_new_classes_in_base2novel(tmp_path):
     assert "text_template: a photo of {}, a type of food." in config  # the dataset's CoOp template
     avg = report["tables"]["lore"]["average"]
     assert avg["hm"] == pytest.approx(2 * avg["base"] * avg["new"] / (avg["base"] + avg["new"]))
+
+
+def test_xd_scores_other_datasets_with_their_own_names(tmp_path):
+    """Cross-dataset: a 12-class ImageNet-layout tree (any wnids: only dg needs all 1000) → a CoOp-layout target."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("needs Debian's dataset-fashion-mnist (make setup)")
+    from lorevit.data.benchmarks import imagenet_wnids
+    from lorevit.tasks.standins.protocols import build_coop
+
+    root = tmp_path / "data"
+    for i, wnid in enumerate(imagenet_wnids()[:12]):
+        for split in ("train", "val"):
+            path = root / "imagenet" / "images" / split / wnid / f"{split}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(path)
+    build_coop(root, sizes=(2, 1, 2))
+    out = tmp_path / "suite"
+    assert main(["bench", "suite", "--protocol", "xd", "--methods", "linear", "--head", "text", "--data-root",
+                 str(root), "--output", str(out), *CLIP_ARGS]) == 2  # nothing would train: one error, up front
+    assert main(["bench", "suite", "--protocol", "xd", "--methods", "vpt-shallow", "--head", "text", "--shots", "1",
+                 "--seeds", "1", "--epochs", "1", "--data-root", str(root), "--output", str(out), *CLIP_ARGS]) == 0
+    report = json.loads((out / "suite.json").read_text())["protocols"]["xd"]
+    cell = report["cells"]["imagenet|vpt-shallow|1|1"]
+    assert set(cell["targets"]) == {"food101"}  # the targets found under the root
+    evaluated = json.loads((out / cell["run"] / "eval" / "food101.json").read_text())
+    assert evaluated["rebuilt_for_classes"] and evaluated["num_test"] == 10 * 2
+    assert report["tables"]["vpt-shallow"]["average"] == pytest.approx(cell["targets"]["food101"])
+
+
+def test_linear_with_text_head_is_refused_by_the_config():
+    from lorevit.config import Config
+    from lorevit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trains nothing"):
+        Config(method="linear", head="text")

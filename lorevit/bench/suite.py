@@ -174,6 +174,9 @@ class SuitePlan:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ConfigError(f"--methods: unknown method(s) {unknown or '(none given)'}; choose from {', '.join(METHODS)}")
+        if self.base.head == "text" and "linear" in self.methods:  # the Black Box + a frozen text head: nothing trains
+            raise ConfigError("--methods linear with --head text trains nothing (its only trained part is the head); "
+                              "use zero-shot for that classifier, or a method that trains (vpt-deep, lora, lore)")
         if any(k is not None and k < 1 for k in self.shot_list) or not self.seed_list:
             raise ConfigError("--shots takes positive integers and --seeds at least one seed")
         if self.tunes and (not self.lr_factors or any(f <= 0 for f in self.lr_factors)):
