@@ -17,7 +17,7 @@ CASES: collections.Counter = collections.Counter()  # test name -> cases run (al
 
 _COMMON = dict(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                       HealthCheck.function_scoped_fixture], print_blob=True)
-settings.register_profile("ci", max_examples=40, deadline=10_000, derandomize=True, database=None, **_COMMON)
+settings.register_profile("ci", max_examples=100, deadline=10_000, derandomize=True, database=None, **_COMMON)
 settings.register_profile("nightly", max_examples=1000, deadline=30_000, **_COMMON)
 if settings.get_current_profile_name() == "default":  # imported by tests/conftest.py before --hypothesis-profile
     settings.load_profile(os.environ.get("LOREVIT_HYPOTHESIS_PROFILE", "ci"))
