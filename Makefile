@@ -14,7 +14,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 OPENCV_DATA := /usr/share/doc/opencv-doc/examples/data
 IMG_SIZE ?= 112
 
-.PHONY: setup weights demo test bench-ablation bench-complexity bench-tasks clean-runs
+.PHONY: setup weights demo test bench-ablation bench-complexity bench-tasks bench-suite-quick clean-runs
 
 setup: $(VENV)/.installed $(FASHION_MNIST) $(OPENCV_DATA) weights
 
@@ -50,6 +50,10 @@ bench-ablation: setup
 
 bench-complexity: setup
 	$(PY) -m lorevit bench complexity --output benchmarks/complexity
+
+# every protocol of lorevit bench suite on its offline stand-ins (docs/protocols.md)
+bench-suite-quick: setup
+	for p in vtab fgvc coop-fewshot base2novel; do $(PY) -m lorevit bench suite --protocol $$p --quick --output benchmarks/suite-quick || exit 1; done
 
 # the other tasks (retrieval, correspondence, video) on their offline stand-ins, B-B vs the demo's LORE adapter
 bench-tasks: setup runs/demo/adapter.safetensors

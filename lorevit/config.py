@@ -36,7 +36,7 @@ PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", 
               "transformer-engine", "transformer-engine-float16")  # what Lightning's Trainer accepts
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 WHITE_BOXES = ("paper", "public")  # issue 11 §3: the spec's White Box, or the public code's as an option
-HEADS = ("linear", "clip")
+HEADS = ("linear", "clip", "text")
 RECIPES = ("auto", "published", "lore")  # --recipe: a baseline's official recipe, or LORE's (the config as written)
 OPTIMIZERS = ("sgd", "adamw")
 WARMUPS = ("linear", "constant")  # timm's linear ramp (VTAB recipes), Dassl's constant warm-up (CoOp family)
@@ -236,6 +236,9 @@ class Config:
     img_size: int = key(112, "data", "image size the ViT sees (its position embeddings are resampled to it)")
     num_workers: int | None = key(None, "machine", "data loader processes (null: auto — 0 on the CPU, where they "
                                   "would steal the compute's cores; up to 8 with a GPU)", result=False)
+    transforms: str = key("default", "data", "image transforms: default (RandomResizedCrop + flip; test resize + centre "
+                          "crop) | vtab (NOAH's direct resize, no augmentation) | vpt-fgvc (VPT's Resize 256 → "
+                          "RandomCrop 224 → flip; set by bench suite --protocol fgvc)")
     bad_images: str = key("fail", "data", "an unreadable image: fail | skip (counted in metrics.json)")
     # optim: how it is trained (the spec's table)
     epochs: int = key(30, "optim", "training epochs (chosen on the validation split, docs/validation.md)", may_grow=True)
@@ -268,7 +271,10 @@ class Config:
     white_box: str = key("paper", "model", "LORE's White Box: paper (the spec's equations) | public (the public code's "
                          "ViG LIN, conv PG, one-head KLA)", arch=True)
     head: str = key("linear", "model", "task head: linear (on the pooled CLS) | clip (the public code: on logit_scale × "
-                    "the normalised projected CLIP embedding)", arch=True)
+                    "the normalised projected CLIP embedding) | text (cosine to the class names' frozen CLIP text "
+                    "features: new classes need only their names)", arch=True)
+    text_template: str | None = key(None, "model", "head: text: the class-name template of its text features (null: "
+                                    "the dataset's CoOp template in bench suite, else 'a photo of a {}.')", arch=True)
     n_global: int = key(8, "model", "LORE: global prompts per block", arch=True)
     n_local: int = key(2, "model", "LORE: locality-aware prompts per block (from the Prompt Generator)", arch=True)
     vpt_prompts: int = key(10, "model", "VPT: prompts per block (deep) or at the input (shallow)", arch=True)
@@ -311,7 +317,8 @@ class Config:
         choices = {"method": method_names(), "protocol": PROTOCOLS, "bad_images": ("fail", "skip"),
                    "precision": PRECISIONS, "accelerator": ACCELERATORS, "white_box": WHITE_BOXES, "head": HEADS,
                    "recipe": RECIPES, "optimizer": OPTIMIZERS, "warmup": WARMUPS,
-                   "schedule_interval": SCHEDULE_INTERVALS, "on_nonfinite": ("stop", "skip")}
+                   "schedule_interval": SCHEDULE_INTERVALS, "on_nonfinite": ("stop", "skip"),
+                   "transforms": ("default", "vtab", "vpt-fgvc")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")

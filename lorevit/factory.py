@@ -112,7 +112,8 @@ def create_model(
     built = build_method(method, vit, options, context)
     head = built.build_head(context)  # a method's own head (kind 3: zero-shot, text-side classifiers) wins
     if head is None and head_kind != "linear":
-        head = build_head(head_kind, vit, len(classnames), knowledge, read_logit_scale=with_knowledge)
+        head = build_head(head_kind, vit, len(classnames), knowledge, read_logit_scale=with_knowledge,
+                          classnames=list(classnames), template=arch.get("text_template"))
     model = PromptedClassifier(vit, built, classnames, head)
     if built.uses_knowledge and knowledge_features is None and knowledge and with_knowledge:
         knowledge_features = class_features(knowledge, list(classnames))

@@ -29,7 +29,7 @@ from lorevit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-HEADS = ("linear", "clip")
+HEADS = ("linear", "clip", "text")
 CLIP_INIT_LOGIT_SCALE = math.log(1 / 0.07)  # CLIP's initial temperature: exp = 14.29
 
 
@@ -67,6 +67,33 @@ class ClipHead(nn.Module):
         return self.classifier(self.embed(features))
 
 
+class TextHead(nn.Module):
+    """``head: text`` (issue 21 §2, lorevit's, in neither paper): logits = exp(logit_scale) · cos(proj(feature), t_c).
+
+    ``t_c`` are the frozen CLIP text features of ``template.format(class name)`` — CLIP's zero-shot classifier with
+    the (prompted) image tower in front, so a model trained on some classes scores any class list given its names
+    (base-to-novel, cross-dataset). Nothing in it trains; the text features are recomputed from the names, never
+    saved (non-persistent), the logit scale is (as in :class:`ClipHead`)."""
+
+    def __init__(self, projection: nn.Linear, text_features: torch.Tensor, logit_scale: float = CLIP_INIT_LOGIT_SCALE):
+        super().__init__()
+        if projection.out_features != text_features.shape[1]:
+            raise ConfigError(f"head: text: the CLIP image projection is {projection.out_features}-wide but the text "
+                              f"features are {text_features.shape[1]}-wide; use the backbone's own text tower "
+                              "(knowledge: clip:auto)")
+        self._projection = (projection,)  # frozen Black Box weights, not this head's
+        self.register_buffer("text_features", F.normalize(text_features.float(), dim=-1), persistent=False)  # C, D
+        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
+
+    @property
+    def projection(self) -> nn.Linear:
+        return self._projection[0]
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:  # B, d → B, C
+        image = F.normalize(self.projection(features), dim=-1)  # B, D
+        return self.logit_scale.exp() * image @ self.text_features.t()
+
+
 def clip_projection(backbone: PromptedViT) -> nn.Linear:
     """The CLIP image projection of a timm CLIP tower; one ConfigError for any other backbone."""
     from lorevit.knowledge import open_clip_model_for
@@ -96,13 +123,24 @@ def clip_logit_scale(backbone: PromptedViT, knowledge: str | None) -> float:
 
 
 def build_head(kind: str, backbone: PromptedViT, num_classes: int, knowledge: str | None = None,
-               read_logit_scale: bool = True) -> nn.Module:
-    """The task head ``kind`` (``linear`` | ``clip``) for ``num_classes`` classes on ``backbone``.
+               read_logit_scale: bool = True, classnames=None, template: str | None = None) -> nn.Module:
+    """The task head ``kind`` (``linear`` | ``clip`` | ``text``) for ``num_classes`` classes on ``backbone``.
 
-    ``read_logit_scale=False`` (adapters, whose saved state holds it) skips loading the CLIP text tower.
+    ``read_logit_scale=False`` (adapters, whose saved state holds it) skips loading the CLIP text tower for the
+    scale (``text`` still encodes ``classnames`` with ``template``, default ``a photo of a {}.``).
     """
     if kind == "linear":
         return linear_head(backbone.feature_dim, num_classes)
+    if kind == "text":
+        from lorevit.knowledge import ZERO_SHOT_TEMPLATE, class_features
+
+        if not (knowledge or "").startswith("clip:") or not classnames:
+            raise ConfigError("head: text scores images against CLIP text features of the class names: it needs "
+                              f"knowledge clip:<model> (got {knowledge!r}) and a CLIP backbone")
+        projection = clip_projection(backbone)
+        text = class_features(knowledge, list(classnames), template or ZERO_SHOT_TEMPLATE)  # C, D
+        scale = clip_logit_scale(backbone, knowledge) if read_logit_scale else CLIP_INIT_LOGIT_SCALE
+        return TextHead(projection, text, scale)
     if kind == "clip":
         projection = clip_projection(backbone)
         scale = clip_logit_scale(backbone, knowledge) if read_logit_scale else CLIP_INIT_LOGIT_SCALE

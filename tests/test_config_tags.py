@@ -11,7 +11,8 @@ from lorevit.config import Config
 # The lists as they were written by hand before the tags (main 0030628): model.ARCH_KEYS, run.RESUME_FREE_KEYS,
 # report.IGNORED_KEYS, hub._RUN_ONLY — plus the keys added since (max_steps may grow like epochs: the recipes).
 BEFORE = {
-    "ARCH_KEYS": ("n_global", "n_local", "vpt_prompts", "bottleneck", "knn", "top_n", "white_box", "head"),
+    "ARCH_KEYS": ("n_global", "n_local", "vpt_prompts", "bottleneck", "knn", "top_n", "white_box", "head",
+                  "text_template"),
     "RESUME_FREE_KEYS": ("resume", "overwrite", "progress", "num_workers", "eval_batch_size", "output", "epochs",
                          "logger", "checkpoint_every_n_steps", "max_steps"),
     "REPORT_IGNORED_KEYS": ("seed", "output", "progress", "num_workers", "logger", "resume", "overwrite",

@@ -6,6 +6,9 @@
     lorevit bench complexity [--backbone NAME] [--weights W] [--img-size N] [--batch-size B] [--output DIR]
     lorevit bench data [--data-root DIR] [--workers 0,2,auto] [--img-size N] [--batch-size B] [--output DIR]
     lorevit bench tasks [--adapter DIR] [--data-root DIR] [--quick] [--output DIR]
+    lorevit bench locality --adapter DIR [--adapter DIR ...] [--dataset NAME] [--limit N] [--output DIR]
+    lorevit bench suite --protocol vtab|fgvc|coop-fewshot|base2novel|xd|dg [--methods a,b] [--data-root D]
+                        [--quick] [--output OUT]   (docs/protocols.md)
 
 The paper's Table 5 on a GPU with CLIP ViT-B/16, for example::
 
@@ -121,6 +124,45 @@ def cmd_data(args) -> int:
     return 0
 
 
+SUITE_OWN_OPTIONS = ("method", "shots", "seed", "output", "protocol", "resume", "data_root", "dataset", "overwrite")
+# --quick: the stand-ins, tiny images and one epoch, one seed (the machinery end to end on a CPU in minutes)
+SUITE_QUICK = dict(img_size=56, epochs=1, batch_size=32, eval_batch_size=128)
+
+
+def cmd_suite(args) -> int:
+    from lorevit.bench.suite import PROTOCOLS, SuitePlan, run_suite
+    from lorevit.cli.options import config_from_args
+    from lorevit.config import Config
+
+    if args.protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol {args.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {out} is a file; give a directory")
+    quick = bool(args.quick)
+    base = config_from_args(args, Config(**(SUITE_QUICK if quick else {}), progress=False), skip=SUITE_OWN_OPTIONS)
+    data_root = args.data_root
+    if quick and data_root is None:
+        from lorevit.tasks.standins.protocols import build
+
+        data_root = str(build(out / "standins", say=print))
+    try:
+        lr_factors = [float(v) for v in _str_list(args.lr_factors)] if args.lr_factors else \
+            ([1.0, 2.0] if quick else [0.5, 1.0, 2.0])
+    except ValueError as err:
+        raise ConfigError(f"--lr-factors takes comma-separated numbers like 0.5,1,2, got {args.lr_factors!r}") from err
+    shots = _int_list(args.shots, "shots") if args.shots else ([1, 4] if quick and args.protocol == "coop-fewshot"
+                                                               else None)
+    seeds = _int_list(args.seeds, "seeds") if args.seeds else ([1] if quick else None)
+    plan = SuitePlan(args.protocol, base, methods=_str_list(args.methods), data_root=data_root,
+                     datasets=_str_list(args.datasets) if args.datasets else None, seeds=seeds, shots=shots,
+                     lr_factors=lr_factors, quick=quick)
+    run_suite(plan, out, progress=print)
+    print(f"\nsuite written to {out}/suite.{{json,md}} and {out}/{args.protocol}.png\n")
+    print(Path(out, "suite.md").read_text())
+    return 0
+
+
 def register(commands) -> None:
     from lorevit.cli.options import add_config_options
     from lorevit.config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS
@@ -194,6 +236,32 @@ def register(commands) -> None:
     data.add_argument("--output", default="benchmarks/data")
     data.set_defaults(func=cmd_data)
 
+    suite = sub.add_parser(
+        "suite", help="the community protocols: vtab | fgvc | coop-fewshot | base2novel | xd | dg → suite.{json,md} "
+                      "(resumable)",
+        description="Every method on one protocol, tabulated in its community's conventions with the published rows "
+                    "beside (docs/protocols.md). A finished cell is never rerun; a killed suite continues where it "
+                    "stopped. --quick builds stand-ins in the official layouts (Fashion-MNIST, OpenCV photos) and "
+                    "runs tiny settings: the machinery end to end, not the benchmarks.")
+    suite.add_argument("--protocol", required=True, help="vtab | fgvc | coop-fewshot | base2novel | xd | dg")
+    suite.add_argument("--methods", default="linear,lore", help="comma-separated registered methods (default linear,lore)")
+    suite.add_argument("--data-root", "--data_root", dest="data_root", default=None,
+                       help="the folder holding the datasets (vtab-1k/, CUB_200_2011/, food-101/, imagenet/, …) or "
+                            "one dataset's folder (default with --quick: the stand-ins under OUTPUT/standins)")
+    suite.add_argument("--datasets", default=None, help="only these datasets of the protocol (default: all found)")
+    suite.add_argument("--shots", default=None, help="K values (coop-fewshot default 1,2,4,8,16; others 16)")
+    suite.add_argument("--seeds", default=None, help="seeds (vtab/fgvc default 0,1,2; CoOp family 1,2,3)")
+    suite.add_argument("--lr-factors", "--lr_factors", dest="lr_factors", default=None,
+                       help="vtab/fgvc tuning grid: multiples of each method's own lr (default 0.5,1,2)")
+    suite.add_argument("--quick", action="store_true", help="stand-ins + 56 px, 1 epoch, one seed: a smoke run")
+    suite.add_argument("--output", default="benchmarks/suite", help="directory (default benchmarks/suite)")
+    suite.add_argument("--config", help="YAML file of config keys (CLI keys override it)")
+    add_config_options(suite, skip=SUITE_OWN_OPTIONS)
+    suite.set_defaults(func=cmd_suite)
+
     from lorevit.cli.tasks import register_bench
 
     register_bench(sub)
+    from lorevit.cli.locality import register_locality
+
+    register_locality(sub)

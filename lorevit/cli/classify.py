@@ -78,6 +78,11 @@ def cmd_visualize(args) -> int:
                      count=args.count or 4, seed=args.seed, split=args.split, use_predicted=args.predicted,
                      weights=getattr(args, "backbone_weights", "unset"), strict=getattr(args, "strict", False))
     print(f"{info['rows']} image(s) × {info['columns']} panels written to {info['path']}")
+    for r in range(info["rows"]):  # the locality numbers on the figure's rows (images with an object mask)
+        cells = [f"{k} in mask {v[r]['share']:.2f} {'hit' if v[r]['pointing'] else 'miss'}"
+                 for k, v in info.get("locality", {}).items() if v[r] is not None]
+        if cells:
+            print(f"  row {r + 1}: " + ", ".join(cells))
     return 0
 
 

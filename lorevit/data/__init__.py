@@ -18,6 +18,7 @@ from lorevit.data.registry import (
     list_datasets,
     register,
 )
+from lorevit.data import benchmarks  # noqa: F401 - registers VTAB-1k, FGVC, CoOp's four, the ImageNet variants
 from lorevit.data.sampling import few_shot_indices, subset_indices
 from lorevit.data.selection import centroid_similarity, easy_indices, hard_indices, herding_order
 

@@ -41,6 +41,8 @@ class Records:
     items: list[str] | np.ndarray  # image paths, or a uint8 array [N,H,W(,3)]
     targets: list[int]
     classnames: list[str]
+    split_files: dict = field(default_factory=dict)  # {path: sha256} of the list files read (env.json)
+    logit_mask: list | None = None  # ImageNet-A/R: indices of the kept logits of a 1000-way head, label order
 
 
 ClassSource = Callable[[Path, Path], "tuple[list[str], list[str]]"]
@@ -51,6 +53,13 @@ def _need(path: Path, what: str = "file") -> Path:
     if not path.exists():
         raise ReadError(f"missing {what} {path}")
     return path
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a split or list file: two runs with equal hashes read the same image lists."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def list_images(folder: Path) -> list[str]:
@@ -384,8 +393,11 @@ class SplitJson:
     image_dir: str = ""
     keys: dict = field(default_factory=lambda: {"train": ("train",), "test": ("test",)})
 
+    tunable = True  # @tune: train → its "train" list, test → its "val" list
+
     def __call__(self, root: Path, base: Path, split: str) -> Records:
         path = _need(base / self.file)
+        keys = {"tune-train": ("train",), "val": ("val",), **self.keys}
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -405,14 +417,15 @@ class SplitJson:
         if sorted(names) != list(range(len(names))):
             raise ReadError(f"{path}: labels are not 0..C-1")
         items, targets = [], []
-        for key in self.keys[split]:
+        for key in keys[split]:
             if key not in data:
                 raise ReadError(f"{path} has no {key!r} list")
             for i, entry in enumerate(data[key]):
                 rel = safe_relative(entry[0], "image path", f"{path}: {key}[{i}]", ReadError)
                 items.append(str(base / self.image_dir / rel))
                 targets.append(int(entry[1]))
-        return Records(items, targets, [clean_classname(names[i]) for i in range(len(names))])
+        return Records(items, targets, [clean_classname(names[i]) for i in range(len(names))],
+                       split_files={str(path): file_sha256(path)})
 
 
 def _loadmat(path: Path) -> dict:

@@ -93,9 +93,42 @@ def list_datasets() -> list[str]:
     return sorted(_REGISTRY)
 
 
+# Views of a dataset, written ``name@view`` (docs/protocols.md):
+#   @tune  the model-selection split of a protocol: train = its tuning train list (VTAB's train800, FGVC's
+#          train.json, CoOp's train), test = its validation list (val200, val.json, CoOp's val)
+#   @base  the first ceil(C/2) classes by label; @new the rest, relabelled 0… (CoOp's subsample_classes)
+VIEWS = ("tune", "base", "new")
+TUNE_SPLITS = {"train": "tune-train", "test": "val"}  # the reader's split names under @tune
+
+
+def split_view(name: str) -> tuple[str, str | None]:
+    """``"vtab-dtd@tune"`` → ``("vtab-dtd", "tune")``; one DatasetError for an unknown view."""
+    base, sep, view = str(name).partition("@")
+    if not sep:
+        return base, None
+    if view not in VIEWS:
+        raise DatasetError(f"dataset {name!r}: unknown view @{view}; views are {', '.join('@' + v for v in VIEWS)} "
+                           "(e.g. vtab-dtd@tune, caltech101@base)")
+    return base, view
+
+
+def class_view(records: Records, view: str | None) -> Records:
+    """@base / @new: CoOp's ``subsample_classes``: labels sorted, m = ceil(C/2); base keeps labels < m, new keeps the
+    rest relabelled to 0…C-m-1 (both with their own class names). Other views return ``records`` unchanged."""
+    if view not in ("base", "new"):
+        return records
+    c = len(records.classnames)
+    m = (c + 1) // 2  # ceil(C/2)
+    lo, hi = (0, m) if view == "base" else (m, c)
+    keep = [i for i, t in enumerate(records.targets) if lo <= t < hi]
+    items = records.items[keep] if isinstance(records.items, np.ndarray) else [records.items[i] for i in keep]
+    return Records(items, [records.targets[i] - lo for i in keep], list(records.classnames[lo:hi]),
+                   split_files=dict(records.split_files))
+
+
 def get_spec(name: str) -> DatasetSpec:
     try:
-        return _REGISTRY[_ALIASES[_norm(name)]]
+        return _REGISTRY[_ALIASES[_norm(split_view(name)[0])]]
     except KeyError:
         raise DatasetError(
             f"unknown dataset {name!r}; registered datasets: {', '.join(list_datasets())}. "
@@ -181,6 +214,7 @@ def read_records(name: str, split: str, root: str | os.PathLike | None = None, d
                  test_fraction: float | None = None, split_seed: int = 0) -> tuple[DatasetSpec, Path, Records]:
     """Find and read a dataset's file list (no image decoding); ``build_dataset`` wraps it."""
     spec = get_spec(name)
+    view = split_view(name)[1]
     if split == "val":
         split = "test"
     if split not in SPLITS:
@@ -199,8 +233,14 @@ def read_records(name: str, split: str, root: str | os.PathLike | None = None, d
         msg = f"{spec.name}: {layout.note}"
         log.warning(msg)
         warnings.warn(msg, stacklevel=3)
+    reader_split = split
+    if view == "tune":
+        if not getattr(layout.reader, "tunable", False):
+            raise DatasetError(f"{spec.name} ({spec.expected.splitlines()[0].strip()}) has no validation list for @tune; "
+                               "use the dataset without @tune, or a layout that ships one")
+        reader_split = TUNE_SPLITS[split]
     try:
-        records = layout.reader(root_path, base, split)
+        records = class_view(layout.reader(root_path, base, reader_split), view)
     except DatasetError as exc:
         raise DatasetError(f"{spec.name} under {root_path}: {exc}" + _help(spec)) from exc
     except (OSError, KeyError, ValueError, IndexError, TypeError) as exc:
@@ -241,10 +281,15 @@ def build_dataset(
     if bad_images not in BAD_IMAGE_MODES:
         raise DatasetError(f"bad_images must be one of {BAD_IMAGE_MODES}, got {bad_images!r}")
     spec, root_path, records = read_records(name, split, root, download, test_fraction, split_seed)
-    return LabeledDataset(
-        spec.name, "test" if split == "val" else split, records.items, records.targets,
+    view = split_view(name)[1]
+    dataset = LabeledDataset(
+        spec.name + (f"@{view}" if view else ""), "test" if split == "val" else split, records.items, records.targets,
         records.classnames, transform=transform, bad_images=bad_images, root=root_path,
     )
+    # {path: sha256} of the split / list files the images were read from (recorded in env.json)
+    dataset.split_files = dict(records.split_files)
+    dataset.logit_mask = records.logit_mask  # ImageNet-A/R: the 200 kept logits of a 1000-way head (else None)
+    return dataset
 
 
 # ------------------------------------------------------------------------- declarations

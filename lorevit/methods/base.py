@@ -90,6 +90,9 @@ class Method(nn.Module):
     has_white_box: ClassVar[bool] = False  # built from a White Box (config key white_box: paper | public)
     trains: ClassVar[bool] = True  # zero-shot is evaluated, not trained
     mergeable: ClassVar[bool] = False  # merge() folds the change into the ViT's weights
+    # the class decision reads the ViT's CLS token, so its last-block CLS attention (Tokens.attention) is the
+    # model's attention over the image (`lorevit bench locality`); False for a method whose image side does not
+    cls_attention: ClassVar[bool] = True
     # the method's official (published) recipe as Config keys of the optim and data sections (lr, epochs,
     # optimizer, warm-up, ...); `recipe: published` (the default for a method that has one) fills the keys a
     # config leaves unset from it (lorevit.factory.resolve_config). Keep each value's source beside it.

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from lorevit.errors import ConfigError
+from lorevit.tools.locality import (changes_the_vit, dataset_mask, mask_share, patch_fractions, patch_layout,
+                                    pointing_hit, transform_mask)
 from lorevit.utils.plotting import _pyplot
 from lorevit.utils.plotting import _save
 
@@ -55,22 +57,26 @@ def _to_grid(values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 @torch.no_grad()
 def attention_maps(model, images: torch.Tensor, labels: torch.Tensor | None = None,
-                   knowledge_features: torch.Tensor | None = None) -> dict:
+                   knowledge_features: torch.Tensor | None = None, blackbox=None) -> dict:
     """The maps of Fig. 3 for a batch of images: ``blackbox``, ``kla`` (LORE only, else None),
-    ``model`` as (B, h, w) in [0, 1], plus ``predicted`` and the ``kla_classes`` used.
+    ``model`` as (B, h, w) in [0, 1], plus ``predicted``, the ``kla_classes`` used and ``raw``: the same
+    maps before scaling, (B, M) (what :mod:`lorevit.tools.locality` scores).
 
     ``knowledge_features`` (C, d_q) are set on a LORE model that has none yet (adapters load
-    without them); by default they are computed from the adapter's knowledge encoder.
+    without them); by default they are computed from the adapter's knowledge encoder. ``blackbox``: the
+    frozen ViT for the Black Box column (default the model's own, right unless the method changed it).
     """
     model.eval()
     backbone = model.backbone
     grid = patch_grid(backbone)
     e0 = backbone.embed_patches(images)
-    plain = backbone.forward_tokens(e0, None, return_attention=True).attention  # B, heads, M
+    plain_vit = backbone if blackbox is None else blackbox
+    plain = plain_vit.forward_tokens(plain_vit.embed_patches(images), None, return_attention=True).attention  # B, heads, M
     out = model(images, return_attention=True)
     predicted = out.logits.argmax(-1)
-    result = {"blackbox": _to_grid(plain.mean(1), grid), "model": _to_grid(out.tokens.attention.mean(1), grid),
-              "predicted": predicted, "kla": None, "kla_classes": None}
+    raw = {"blackbox": plain.mean(1), "model": out.tokens.attention.mean(1)}  # B, M
+    result = {"blackbox": _to_grid(raw["blackbox"], grid), "model": _to_grid(raw["model"], grid),
+              "predicted": predicted, "kla": None, "kla_classes": None, "raw": raw}
     method = model.method
     if getattr(method, "uses_knowledge", False) and hasattr(method, "prototypes"):
         if knowledge_features is not None:
@@ -80,6 +86,7 @@ def attention_maps(model, images: torch.Tensor, labels: torch.Tensor | None = No
         classes = labels if labels is not None else predicted
         _, weights = method.prototypes(method.lin(e0), classes[:, None])  # Ê → B, 1, M
         result["kla"], result["kla_classes"] = _to_grid(weights[:, 0], grid), classes
+        raw["kla"] = weights[:, 0]
     return result
 
 
@@ -133,7 +140,7 @@ def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str
 
     model, cfg = load_adapter(adapter, weights=weights, strict=strict)
     transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False)
-    labels = None
+    labels, masks = None, []
     if image_paths:
         tensors, names = [], []
         for path in image_paths:
@@ -156,6 +163,7 @@ def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str
                               f"on {model.classnames[:3]}...; pick images of the adapter's own classes")
         indices = subset_indices(len(data), min(count, len(data)), seed)
         items = [data[i] for i in indices]
+        masks = [dataset_mask(data, i) for i in indices]  # None where the dataset has no mask
         tensors = [image for image, _ in items]
         labels = torch.tensor([label for _, label in items])
         names = [f"{split} #{i}" for i in indices]
@@ -165,7 +173,15 @@ def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str
         from lorevit.knowledge import class_features
 
         knowledge = class_features(cfg.knowledge, model.classnames)
-    maps = attention_maps(model, images, None if use_predicted else labels, knowledge)
+    blackbox = None
+    if changes_the_vit(model):  # its own ViT holds the method's changes: the Black Box column needs a clean one
+        from lorevit.backbone import create_backbone
+        from lorevit.factory import resolve_weights
+
+        blackbox = create_backbone(cfg.backbone, resolve_weights(cfg, weights, adapter), cfg.img_size,
+                                   **cfg.backbone_kwargs).eval()
+    maps = attention_maps(model, images, None if use_predicted else labels, knowledge, blackbox)
+    scores = _row_scores(maps["raw"], masks, model.backbone, images, cfg.img_size)
     predicted = maps["predicted"].tolist()
     row_titles = []
     for r, name in enumerate(names):
@@ -178,12 +194,38 @@ def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str
     if maps["kla"] is not None:
         which = "pred" if labels is None or use_predicted else "true"
         column_titles["kla"] = [f"KLA ({which}: {model.classnames[c]})" for c in maps["kla_classes"].tolist()]
+    for key, per_row in scores.items():  # the same two numbers as `lorevit bench locality`, per row
+        base = column_titles.get(key, {"blackbox": "Black Box attention", "kla": "KLA attention"}.get(key, key))
+        column_titles[key] = [f"{base[r] if isinstance(base, list) else base}\n" +
+                              ("" if s is None else f"in mask {s[0]:.2f} · {'hit' if s[1] else 'miss'}")
+                              for r, s in enumerate(per_row)]
     pictures = display_images(images, model.backbone.data_config)
     grid = {"blackbox": maps["blackbox"], "kla": maps["kla"], "model": maps["model"]}
     path = plot_attention_grid(pictures, grid, output, row_titles, column_titles)
     return {"path": str(path), "rows": len(names), "columns": 1 + sum(m is not None for m in grid.values()),
             "predicted": [model.classnames[p] for p in predicted],
-            "true": None if labels is None else [model.classnames[int(t)] for t in labels]}
+            "true": None if labels is None else [model.classnames[int(t)] for t in labels],
+            "locality": {key: [None if s is None else {"share": s[0], "pointing": bool(s[1])} for s in per_row]
+                         for key, per_row in scores.items()}}
+
+
+def _row_scores(raw: dict, masks: list, backbone, images: torch.Tensor, img_size: int) -> dict:
+    """Per map and row: (share in mask, pointing hit) where the row's image has a mask, else None."""
+    if not any(m is not None for m in masks):
+        return {}
+    grid, patch = patch_layout(backbone, images)
+    scores = {}
+    for key, attention in raw.items():
+        per_row = []
+        for r, mask in enumerate(masks):
+            if mask is None:
+                per_row.append(None)
+                continue
+            f = patch_fractions(transform_mask(mask, img_size), grid, patch, f"mask of row {r + 1}")[None]
+            a = attention[r : r + 1]
+            per_row.append((mask_share(a, f).item(), pointing_hit(a, f).item() > 0))
+        scores[key] = per_row
+    return scores
 
 
 # ----------------------------------------------------------------------------- training curves

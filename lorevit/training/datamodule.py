@@ -20,8 +20,8 @@ class ClassificationData(L.LightningDataModule):
     def __init__(self, cfg: Config, data_config: dict, train_indices: Sequence[int] | None = None):
         super().__init__()
         self.cfg = cfg
-        self.train_transform = image_transforms(data_config, cfg.img_size, train=True)
-        self.test_transform = image_transforms(data_config, cfg.img_size, train=False)
+        self.train_transform = image_transforms(data_config, cfg.img_size, train=True, preset=cfg.transforms)
+        self.test_transform = image_transforms(data_config, cfg.img_size, train=False, preset=cfg.transforms)
         kwargs = dict(root=cfg.data_root, download=cfg.download, bad_images=cfg.bad_images,
                       test_fraction=cfg.test_fraction)
         self.train_set = build_dataset(cfg.dataset, "train", transform=self.train_transform, **kwargs)

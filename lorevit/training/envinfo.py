@@ -6,7 +6,9 @@
      "platform": "...",
      "git":      {"commit", "dirty"} | null      (null unless lorevit runs from a git checkout)
      "data":     {"dataset", "num_classes", "classes_sha256",
-                  "train_indices_sha256" (str, or {"easy", "hard"} for easy-to-hard), "num_train"}}
+                  "train_indices_sha256" (str, or {"easy", "hard"} for easy-to-hard), "num_train",
+                  "split_files": {path: sha256} (datasets read from split/list files: VTAB, FGVC, CoOp),
+                  "fewshot_file": {"path", "sha256"} (CoOp's few-shot pickle, when the images came from one)}}
 
 The hashes make two runs' data comparable without their files: ``list_sha256(values)`` is the
 sha256 of the compact JSON text of the list (``json.dumps(values, separators=(",", ":"),
@@ -117,4 +119,10 @@ def write_env(out: str | Path, cfg, data, metrics: dict) -> Path:
     """``<out>/env.json`` (atomic) for the run of ``cfg`` on ``data`` (a ClassificationData)."""
     from lorevit.utils.io import write_json
 
-    return write_json(Path(out) / "env.json", collect(cfg, data.classnames, data.train_indices, metrics))
+    env = collect(cfg, data.classnames, data.train_indices, metrics)
+    split_files = {**getattr(data.train_set, "split_files", {}), **getattr(data.test_set, "split_files", {})}
+    if split_files:  # {path: sha256} of the split/list files read: equal hashes, the same images (issue 21 §1)
+        env["data"]["split_files"] = split_files
+    if getattr(data, "fewshot_file", None):  # CoOp's shot_K-seed_S.pkl the training images came from
+        env["data"]["fewshot_file"] = data.fewshot_file
+    return write_json(Path(out) / "env.json", env)

@@ -198,8 +198,9 @@ class PreemptionCheckpoint(L.Callback):
     (:func:`preemption_signals`): during training the step in progress finishes, ``last.ckpt`` is written
     atomically, and :class:`lorevit.errors.Preempted` stops the run (issue 25 §1). A signal on the epoch's last batch
     lets the epoch end (its own checkpoint holds the epoch's history row) and stops before the next batch. After
-    training (the validation and test passes) the run stops at the next batch: ``last.ckpt`` already holds the
-    trained state, and a resumed run only evaluates. More signals while stopping change nothing (recorded only)."""
+    training (the validation and test passes) a single-process run stops at the next batch (``last.ckpt`` already
+    holds the trained state, and a resumed run only evaluates); a DDP run finishes its evaluation. More signals
+    while stopping change nothing (recorded only)."""
 
     def __init__(self, checkpoint: Path):
         self.checkpoint = Path(checkpoint)
@@ -226,7 +227,9 @@ class PreemptionCheckpoint(L.Callback):
                          trainer.global_step, str(self.checkpoint))
 
     def _evaluation_batch(self, trainer) -> None:
-        if trainer.state.fn != "fit" and self._stop_now(trainer):  # within fit: the next training batch stops
+        # Within fit the next training batch stops. Under DDP an evaluation pass runs to its end: the ranks' shards
+        # may differ by a batch (no padding: each image counted once), so no per-batch agreement is possible.
+        if trainer.state.fn != "fit" and trainer.world_size == 1 and PREEMPTION.received is not None:
             raise self._preempted(trainer)
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:

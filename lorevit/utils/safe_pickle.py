@@ -33,11 +33,13 @@ class UnsafePickleError(ValueError):
 
 
 class _Restricted(pickle.Unpickler):
-    def __init__(self, file, allowed: frozenset, source: str, **kwargs):
+    def __init__(self, file, allowed: frozenset, source: str, replace: dict | None = None, **kwargs):
         super().__init__(file, **kwargs)
-        self.allowed, self.source = allowed, source
+        self.allowed, self.source, self.replace = allowed, source, dict(replace or {})
 
     def find_class(self, module: str, name: str):
+        if (module, name) in self.replace:  # a foreign record class read as a plain local one (never imported)
+            return self.replace[(module, name)]
         if (module, name) in self.allowed:
             return super().find_class(module, name)
         # Not "corrupt": the file may well be genuine (written by a newer tool), only not on the allow-list.
@@ -52,17 +54,21 @@ class _Restricted(pickle.Unpickler):
 
 
 def safe_loads(data: bytes, allowed: Iterable[tuple[str, str]] = (), source: str = "<bytes>",
-               encoding: str = "ASCII") -> object:
-    """Unpickle ``data`` resolving only the ``allowed`` (module, name) globals."""
+               encoding: str = "ASCII", replace: dict | None = None) -> object:
+    """Unpickle ``data`` resolving only the ``allowed`` (module, name) globals.
+
+    ``replace`` maps a (module, name) global to a local class that stands in for it without importing the
+    module (Dassl's ``Datum`` record → a plain record); the local class must only store the state it is given."""
     try:
-        return _Restricted(io.BytesIO(data), frozenset(allowed), source, encoding=encoding).load()
+        return _Restricted(io.BytesIO(data), frozenset(allowed), source, replace, encoding=encoding).load()
     except UnsafePickleError:
         raise
     except Exception as err:  # UnpicklingError, EOFError, ValueError, ... from a truncated or foreign file
         raise UnsafePickleError(f"{source}: not a readable pickle ({type(err).__name__}: {err})") from err
 
 
-def safe_load(path: str | Path, allowed: Iterable[tuple[str, str]] = (), encoding: str = "ASCII") -> object:
-    """Unpickle the file at ``path`` resolving only the ``allowed`` (module, name) globals."""
+def safe_load(path: str | Path, allowed: Iterable[tuple[str, str]] = (), encoding: str = "ASCII",
+              replace: dict | None = None) -> object:
+    """Unpickle the file at ``path`` resolving only the ``allowed`` (module, name) globals (and ``replace``)."""
     path = Path(path)
-    return safe_loads(path.read_bytes(), allowed, str(path), encoding)
+    return safe_loads(path.read_bytes(), allowed, str(path), encoding, replace)

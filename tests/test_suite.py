@@ -1,0 +1,232 @@
+"""``lorevit bench suite`` (issue 21 §2–3): the averaging rules against hand and published numbers, the
+tune-then-retrain bookkeeping, resume after SIGKILL, the stand-ins through the real readers, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lorevit.bench.suite import PUBLISHED_VTAB, base2novel_average, harmonic_mean, vtab_average
+from lorevit.cli import main
+from tests.conftest import TINY_KWARGS, TINY_SIZE, TINY_VIT
+
+TINY = ["--backbone", TINY_VIT, "--weights", "random", "--backbone-kwargs", json.dumps(TINY_KWARGS),
+        "--img-size", str(TINY_SIZE), "--eval-batch-size", "64"]
+
+
+# ------------------------------------------------------------------------------------------- averaging
+def test_vtab_average_matches_the_published_vpt_deep_row():
+    avg = vtab_average(PUBLISHED_VTAB["VPT-deep"])  # BASELINES_VISION §B1: 3-group 72.0, mean of 19 69.4
+    assert round(avg["natural"], 1) == 78.5 and round(avg["specialized"], 1) == 82.4 and round(avg["structured"], 1) == 55.0
+    assert round(avg["mean_of_groups"], 1) == 72.0 and round(avg["mean_of_19"], 1) == 69.4 and avg["tasks"] == 19
+    # the other rows' published averages (NOAH "Average" / V-PETL "Mean")
+    assert round(vtab_average(PUBLISHED_VTAB["Linear"])["mean_of_groups"], 1) == 57.6
+    assert round(vtab_average(PUBLISHED_VTAB["Linear"])["mean_of_19"], 1) == 52.9
+
+
+def test_vtab_average_by_hand():
+    scores = {"cifar": 50.0, "dtd": 70.0, "eurosat": 90.0, "clevr_count": 30.0, "kitti": 40.0}
+    avg = vtab_average(scores)
+    assert avg["natural"] == 60.0 and avg["specialized"] == 90.0 and avg["structured"] == 35.0
+    assert avg["mean_of_groups"] == pytest.approx((60 + 90 + 35) / 3)
+    assert avg["mean_of_19"] == pytest.approx(56.0)  # plain mean of the five given
+    assert vtab_average({"cifar": 1.0})["mean_of_groups"] is None  # a group without a task: no 3-group mean
+    with pytest.raises(ValueError, match="unknown VTAB-1k task"):
+        vtab_average({"vtab-cifar": 1.0})
+
+
+def test_harmonic_mean_and_base2novel_average():
+    assert harmonic_mean(80, 60) == pytest.approx(2 * 80 * 60 / 140)
+    assert harmonic_mean(0, 0) == 0.0
+    assert round(harmonic_mean(82.69, 63.22), 2) == 71.66  # CoOp's published average row (BASELINES_CLIP §8)
+    avg = base2novel_average({"a": (80.0, 60.0), "b": (60.0, 80.0)})
+    assert avg["base"] == 70.0 and avg["new"] == 70.0 and avg["hm"] == pytest.approx(70.0)  # HM of the averages …
+    assert avg["mean_of_hm"] == pytest.approx(2 * 80 * 60 / 140)  # … not the mean of the per-dataset HMs
+
+
+# ------------------------------------------------------------------------------------------- stand-ins
+@pytest.fixture(scope="session")
+def standins(tmp_path_factory):
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("needs Debian's dataset-fashion-mnist (make setup)")
+    from lorevit.tasks.standins.protocols import build
+
+    return build(tmp_path_factory.mktemp("suite") / "standins")
+
+
+def test_standins_are_read_by_the_real_readers(standins):
+    from lorevit.data import build_dataset
+
+    train = build_dataset("vtab-svhn", "train", root=standins / "vtab-1k")
+    tune = build_dataset("vtab-svhn@tune", "train", root=standins / "vtab-1k" / "svhn")
+    assert len(train) == 100 and len(tune) == 80 and len(train.classnames) == 10
+    assert len(build_dataset("vtab-clevr_count", "test", root=standins).classnames) == 8
+    cub = build_dataset("fgvc-cub", "train", root=standins)
+    assert sorted(set(cub.targets)) == list(range(len(cub.classnames))) and len(cub.classnames) >= 4
+    food = build_dataset("food101@new", "test", root=standins)
+    assert len(food.classnames) == 5 and food.classnames[0] == "sandal"
+    image = train[0][0]
+    assert isinstance(image, Image.Image) and image.mode == "RGB"
+
+
+def _count_reads(monkeypatch) -> dict:
+    from lorevit.data.dataset import LabeledDataset
+
+    counts: dict = {}
+    original = LabeledDataset.__getitem__
+
+    def counted(self, i):
+        counts[(self.name, self.split)] = counts.get((self.name, self.split), 0) + 1
+        return original(self, i)
+
+    monkeypatch.setattr(LabeledDataset, "__getitem__", counted)
+    return counts
+
+
+def test_vtab_tunes_on_val200_then_reads_the_test_split_once(standins, tmp_path, monkeypatch, capsys):
+    counts = _count_reads(monkeypatch)
+    out = tmp_path / "suite"
+    args = ["bench", "suite", "--protocol", "vtab", "--quick", "--data-root", str(standins), "--methods", "linear",
+            "--datasets", "vtab-svhn,vtab-eurosat,vtab-clevr_count", "--lr-factors", "1,2", "--output", str(out), *TINY]
+    assert main(args) == 0
+    for task in ("svhn", "eurosat", "clevr_count"):
+        n_test = sum(1 for _ in open(standins / "vtab-1k" / task / "test.txt"))
+        n_val = sum(1 for _ in open(standins / "vtab-1k" / task / "val200.txt"))
+        assert counts[(f"vtab-{task}", "test")] == n_test  # the test split: once, for the retrained model only
+        assert counts[(f"vtab-{task}@tune", "test")] == 2 * n_val  # val200: once per grid point
+    report = json.loads((out / "suite.json").read_text())["protocols"]["vtab"]
+    assert set(report["tuning"]) == {"vtab-svhn|linear", "vtab-eurosat|linear", "vtab-clevr_count|linear"}
+    chosen = report["tuning"]["vtab-svhn|linear"]
+    best = max(chosen["points"], key=lambda r: r["val_top1"])
+    assert chosen["chosen"] == best["point"]
+    cell = report["cells"]["vtab-svhn|linear|None|1"]
+    assert cell["lr"] == pytest.approx(best["lr"])  # the retrain uses the choice
+    cfg = (out / cell["run"] / "config.yaml").read_text()
+    assert "dataset: vtab-svhn\n" in cfg and "protocol: full" in cfg  # train800val200, all of it
+    row = report["tables"]["linear"]
+    scores = {d.removeprefix("vtab-"): v["mean"] for d, v in row["per_dataset"].items()}
+    assert row["average"] == vtab_average(scores)  # both averages, from the per-task numbers
+    assert report["tables"]["(chance)"]["per_dataset"]["vtab-clevr_count"]["mean"] == pytest.approx(12.5)
+    env = json.loads((out / cell["run"] / "env.json").read_text())
+    split = env["data"]["split_files"]
+    assert any(p.endswith("train800val200.txt") for p in split) and all(len(h) == 64 for h in split.values())
+    md = (out / "suite.md").read_text()
+    assert "mean of groups" in md and "mean of tasks" in md and "(published)" in md and "Rule." in md
+    assert (out / "vtab.png").stat().st_size > 1000
+    # a second run reads every cell back (nothing retrained)
+    mtime = (out / cell["run"] / "metrics.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (out / cell["run"] / "metrics.json").stat().st_mtime_ns == mtime
+    assert "done before" in capsys.readouterr().out
+
+
+def test_fgvc_coop_and_base2novel_quick(standins, tmp_path):
+    out = tmp_path / "suite"
+    common = ["--quick", "--data-root", str(standins), "--output", str(out), *TINY]
+    assert main(["bench", "suite", "--protocol", "fgvc", "--methods", "linear", "--lr-factors", "1", *common]) == 0
+    assert main(["bench", "suite", "--protocol", "coop-fewshot", "--methods", "linear,vpt-deep", *common]) == 0
+    assert main(["bench", "suite", "--protocol", "base2novel", "--methods", "linear", "--shots", "4", *common]) == 0
+    protocols = json.loads((out / "suite.json").read_text())["protocols"]
+    assert set(protocols) == {"fgvc", "coop-fewshot", "base2novel"}  # one suite.json for every protocol run here
+    fgvc = protocols["fgvc"]["tables"]["linear"]
+    assert fgvc["average"]["mean"] == fgvc["per_dataset"]["fgvc-cub"]["mean"]
+    coop = protocols["coop-fewshot"]
+    assert set(coop["tables"]["vpt-deep"]) == {"1", "4"}
+    one = coop["tables"]["linear"]["1"]
+    assert one["average_coop11"] == one["per_dataset"]["food101"]["mean"]  # food101 is one of CoOp's 11 …
+    assert one["average_lore12"] is None  # … and none of LORE's 12
+    assert {c["fewshot_source"] for c in coop["cells"].values()} == {"lorevit-seeded"}
+    b2n = protocols["base2novel"]
+    cell = b2n["cells"]["food101@base|linear|4|1"]
+    assert cell["new_top1"] is None and "New n/a" in b2n["notes"]["linear"]  # a per-class head: no new classes
+    indices = json.loads((out / cell["run"] / "indices.json").read_text())["train"]
+    assert len(indices) == 5 * 4  # 4 shots of the 5 base classes only
+    assert b2n["tables"]["(chance)"]["per_dataset"]["food101"] == {"base": 20.0, "new": 20.0, "hm": 20.0}
+    md = (out / "suite.md").read_text()
+    assert "# fgvc" in md and "# coop-fewshot" in md and "# base2novel" in md and "HM" in md
+
+
+def test_suite_resumes_after_sigkill(standins, tmp_path):
+    out = tmp_path / "suite"
+    cmd = [sys.executable, "-m", "lorevit", "bench", "suite", "--protocol", "coop-fewshot", "--quick", "--methods",
+           "linear", "--shots", "1,2,4", "--data-root", str(standins), "--output", str(out), *TINY]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    first = out / "runs" / "coop-fewshot" / "food101" / "linear" / "1shot" / "seed1" / "metrics.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads(first.read_text()).get("fewshot_source"):  # the first cell is finished and recorded
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    assert proc.poll() is None, "the suite ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    mtime = first.stat().st_mtime_ns
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert first.stat().st_mtime_ns == mtime  # the finished cell was not rerun
+    assert "done before" in result.stdout
+    report = json.loads((out / "suite.json").read_text())["protocols"]["coop-fewshot"]
+    assert {c["shots"] for c in report["cells"].values()} == {1, 2, 4}
+
+
+# ------------------------------------------------------------------------------------------- bad input
+def test_bad_input_is_one_line(tmp_path, capsys, standins):
+    assert main(["bench", "suite", "--protocol", "vtab-1k", "--output", str(tmp_path / "o")]) == 2
+    assert "lorevit: error: --protocol 'vtab-1k'" in capsys.readouterr().err
+    assert main(["bench", "suite", "--protocol", "vtab", "--datasets", "vtab-cifar10", "--data-root", str(standins),
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "not datasets of protocol vtab" in capsys.readouterr().err
+    assert main(["bench", "suite", "--protocol", "fgvc", "--data-root", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no dataset of protocol fgvc" in err and len(err.strip().splitlines()) == 1
+    assert main(["bench", "suite", "--protocol", "vtab", "--methods", "nope", "--data-root", str(standins),
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "unknown method" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "suite.json").exists()  # nothing half-written
+    (tmp_path / "file").write_text("x")
+    assert main(["bench", "suite", "--protocol", "vtab", "--output", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- dg on a generated ImageNet
+def _img(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value % 256, np.uint8)).save(path)
+
+
+def test_dg_masks_a_1000_way_head_on_generated_folders(tmp_path):
+    from lorevit.data.benchmarks import imagenet_200_mask, imagenet_wnids
+
+    wnids = imagenet_wnids()
+    root = tmp_path / "data"
+    for i, w in enumerate(wnids):
+        _img(root / "imagenet" / "images" / "train" / w / "a.jpg", i)
+        _img(root / "imagenet" / "images" / "val" / w / "b.jpg", i)
+        _img(root / "imagenet-sketch" / "images" / w / "c.jpg", i)
+        _img(root / "imagenetv2" / "imagenetv2-matched-frequency-format-val" / str(i) / "d.jpeg", i)
+    for variant, folder in (("a", "imagenet-adversarial/imagenet-a"), ("r", "imagenet-rendition/imagenet-r")):
+        for i in imagenet_200_mask(variant):
+            _img(root / folder / wnids[i] / "e.jpg", i)
+    out = tmp_path / "suite"
+    assert main(["bench", "suite", "--protocol", "dg", "--methods", "linear", "--data-root", str(root), "--shots", "1",
+                 "--seeds", "1", "--epochs", "1", "--output", str(out), *TINY]) == 0
+    report = json.loads((out / "suite.json").read_text())["protocols"]["dg"]
+    cell = report["cells"]["imagenet|linear|1|1"]
+    assert set(cell["targets"]) == {"imagenet-v2", "imagenet-sketch", "imagenet-a", "imagenet-r"}
+    evals = {t: json.loads((out / cell["run"] / "eval" / f"{t}.json").read_text()) for t in cell["targets"]}
+    assert evals["imagenet-a"]["masked"] and evals["imagenet-a"]["num_test"] == 200
+    assert not evals["imagenet-v2"]["masked"] and evals["imagenet-v2"]["num_test"] == 1000
+    row = report["tables"]["linear"]
+    assert row["average"] == pytest.approx(np.mean([v["mean"] for v in row["per_target"].values()]))
