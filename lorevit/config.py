@@ -375,7 +375,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Config":
-        unknown = sorted(set(values) - set(cls.keys()))
+        unknown = sorted(map(str, set(values) - set(cls.keys())))  # a YAML key may be a number or null
         if unknown:
             raise ConfigError(
                 f"unknown config key(s) {unknown}; valid keys are: {', '.join(cls.keys())}"

@@ -10,6 +10,11 @@ from PIL import Image
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+try:  # the fuzz suite's Hypothesis profiles (ci, nightly), registered before --hypothesis-profile is read
+    import tests.reliability.fuzz  # noqa: F401
+except ImportError:  # hypothesis not installed (it is in the dev extra): the fuzz suite is skipped
+    pass
+
 TINY_VIT = "vit_tiny_patch16_224"
 TINY_KWARGS = {"patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
 TINY_SIZE = 32

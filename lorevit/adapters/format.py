@@ -117,7 +117,55 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         raise AdapterError(f"{path} is not a readable safetensors adapter ({err})") from err
     if metadata.get("format") != FORMAT:
         raise AdapterError(f"{path} is not a lorevit adapter (format {metadata.get('format')!r}, expected {FORMAT})")
+    check_metadata(metadata, path)
     return tensors, metadata
+
+
+def check_metadata(metadata: dict[str, str], path: str | Path) -> None:
+    """Every metadata entry the loaders parse, parsed once here: a damaged or hand-edited header is one
+    AdapterError naming the entry, never a traceback from yaml, json or int() later (issue 25 §3)."""
+    def bad(key: str, what: str):
+        shown = metadata.get(key)
+        shown = shown if shown is None or len(shown) < 60 else shown[:57] + "..."
+        raise AdapterError(f"{path}: metadata {key!r} = {shown!r} is not {what}; the adapter file is damaged or "
+                           "was edited: save it again from its run (lorevit hub save) or retrain")
+
+    def parsed(key: str, parse, what: str, required: bool = True):
+        if key not in metadata or (not required and metadata[key] == ""):
+            if required:
+                bad(key, what)
+            return None
+        try:
+            return parse(metadata[key])
+        except (ValueError, TypeError, yaml.YAMLError, RecursionError):
+            bad(key, what)
+
+    def decimal(text: str) -> int:
+        if not text.isascii() or not text.isdigit() or int(text) < 1:
+            raise ValueError(text)
+        return int(text)
+
+    config = parsed("config", yaml.safe_load, "the training config (YAML)")
+    if not isinstance(config, dict):
+        bad("config", "the training config (a YAML mapping)")
+    try:
+        Config.from_dict(config)
+    except UserError as err:
+        raise AdapterError(f"{path}: metadata 'config' is not a valid lorevit config ({err})") from None
+    for key in ("method", "backbone"):
+        if not metadata.get(key):
+            bad(key, "a name")
+    for key in ("backbone_dim", "backbone_depth"):
+        parsed(key, decimal, "a positive integer")
+    parsed("knowledge_dim", decimal, "a positive integer or empty", required=False)
+    names = parsed("classnames", json.loads, "a JSON list of class names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        bad("classnames", "a non-empty JSON list of class names")
+    for key, kind in (("method_options", dict), ("preprocessing", dict), ("metrics", dict)):
+        value = parsed(key, json.loads, f"a JSON object", required=False)
+        if value is not None and not isinstance(value, kind):
+            bad(key, "a JSON object")
+    parsed("weights", json.loads, "a JSON string or null", required=False)
 
 
 def weights_label(weights: str | None) -> str:

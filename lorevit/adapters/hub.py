@@ -25,6 +25,7 @@ reduced to their last component, weights files to their base name
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -126,12 +127,42 @@ class HubAdapter(ModelHubMixin, library_name="lorevit", tags=TAGS, paper_url=PAP
         return super().push_to_hub(repo_id, **kwargs)
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "HubAdapter":
+        """``ModelHubMixin.from_pretrained``, with its ``config.json`` checked first: the mixin reads the file
+        with ``json.load`` and iterates it as a mapping, so a damaged one would end in a traceback. lorevit
+        itself needs nothing from it (the adapter file holds everything)."""
+        folder = Path(str(pretrained_model_name_or_path))
+        if folder.is_dir():
+            check_hub_config(folder / CONFIG_NAME)
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except (ValueError, AttributeError) as err:  # a downloaded config.json that is not a JSON object
+            if isinstance(err, UserError):
+                raise
+            raise HubError(f"{pretrained_model_name_or_path}: its {CONFIG_NAME} cannot be read "
+                           f"({type(err).__name__}: {err}); the repo's files are damaged") from None
+
+    @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir, force_download: bool,
                          local_files_only: bool, token, **ignored) -> "HubAdapter":
         file = locate_adapter(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
                               local_files_only=local_files_only, token=token)
         tensors, metadata = read_adapter(file)
         return cls(tensors, metadata)
+
+
+def check_hub_config(path: Path) -> None:
+    """A hub folder's ``config.json`` (when present) must be a JSON object; else a HubError naming it."""
+    if not path.is_file():
+        return
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise HubError(f"{path} is not valid JSON ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                       "it only describes the adapter: delete it or write it again with `lorevit hub save`") from None
+    if not isinstance(config, dict):
+        raise HubError(f"{path} holds a JSON {type(config).__name__}, not an object; it only describes the adapter: "
+                       "delete it or write it again with `lorevit hub save`")
 
 
 # ----------------------------------------------------------------------------- API

@@ -25,8 +25,15 @@ def clean_classname(raw: str) -> str:
 
 def read_name_map(path: Path) -> dict[str, str]:
     """A ``classnames.txt`` mapping: ``<folder or id><TAB or space><readable name>`` per line."""
+    from lorevit.data.dataset import DatasetError
+
     mapping: dict[str, str] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path} is not a UTF-8 text file ({err}); write it as UTF-8: "
+                           "<folder or id> <readable name> per line") from None
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue

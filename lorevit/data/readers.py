@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -206,14 +208,19 @@ def _read_idx(path: Path) -> np.ndarray:
         path = path.with_name(path.name + ".gz")
     _need(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as err:  # gzip: BadGzipFile, a cut stream, a damaged deflate block
+        raise ReadError(f"{path} cannot be read ({type(err).__name__}: {err}); the file is damaged: download it again") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ReadError(f"{path} is not an unsigned-byte idx file (bad magic number)")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ReadError(f"{path}: the idx header is cut short ({len(data)} bytes for {ndim} dimensions)")
     dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
+    if body.size != math.prod(dims):  # exact integers: numpy's prod would overflow
         raise ReadError(f"{path}: header says {dims} but holds {body.size} bytes (truncated?)")
     return body.reshape(dims)
 
@@ -231,6 +238,8 @@ class Idx:
         labels = _read_idx(base / labels_file)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ReadError(f"{base}: {images_file} {images.shape} does not match {labels_file} {labels.shape}")
+        if 0 in images.shape[1:]:
+            raise ReadError(f"{base}: {images_file} holds images of {images.shape[1]}×{images.shape[2]} pixels")
         _, names = self.classes(root, base)
         return Records(images, labels.astype(np.int64).tolist(), names)
 
@@ -262,10 +271,22 @@ class CifarPickle:
             batch = _unpickle(base / name)
             if "data" not in batch or self.label_key not in batch:
                 raise ReadError(f"{base / name} lacks 'data' or {self.label_key!r}")
-            data = np.asarray(batch["data"], dtype=np.uint8)
+            data, batch_labels = batch["data"], batch[self.label_key]
+            if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+                raise ReadError(f"{base / name}: 'data' is not a uint8 array of N × 3072 pixels")
+            if not isinstance(batch_labels, (list, np.ndarray)) or len(batch_labels) != len(data) or not all(
+                    isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in batch_labels):
+                raise ReadError(f"{base / name}: {self.label_key!r} is not a list of {len(data)} integer labels")
             arrays.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            labels.extend(int(x) for x in batch[self.label_key])
-        names = [n.decode() if isinstance(n, bytes) else n for n in _unpickle(base / self.meta)[self.names_key]]
+            labels.extend(int(x) for x in batch_labels)
+        meta = _unpickle(base / self.meta)
+        raw_names = meta.get(self.names_key)
+        if not isinstance(raw_names, list) or not raw_names or not all(isinstance(n, (str, bytes)) for n in raw_names):
+            raise ReadError(f"{base / self.meta}: {self.names_key!r} is not a list of class names")
+        try:
+            names = [n.decode() if isinstance(n, bytes) else n for n in raw_names]
+        except UnicodeDecodeError as err:
+            raise ReadError(f"{base / self.meta}: a class name is not UTF-8 ({err})") from None
         images = np.ascontiguousarray(np.concatenate(arrays))
         return Records(images, labels, [clean_classname(n) for n in names])
 
@@ -381,10 +402,18 @@ class SplitJson:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ReadError(f"{path} is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ReadError(f"{path} holds a JSON {type(data).__name__}, not {{\"train\": [...], \"test\": [...]}}")
         names: dict[int, str] = {}
         for key in ("train", "val", "test"):
-            for entry in data.get(key, []):
-                names.setdefault(int(entry[1]), str(entry[2]))
+            entries = data.get(key, [])
+            if not isinstance(entries, list):
+                raise ReadError(f"{path}: {key!r} is not a list of [image path, label, class name] entries")
+            for i, entry in enumerate(entries):
+                if (not isinstance(entry, list) or len(entry) < 3 or not isinstance(entry[0], str)
+                        or not isinstance(entry[1], int) or isinstance(entry[1], bool) or not isinstance(entry[2], str)):
+                    raise ReadError(f"{path}: {key}[{i}] = {entry!r} is not [image path, integer label, class name]")
+                names.setdefault(entry[1], entry[2])
         if sorted(names) != list(range(len(names))):
             raise ReadError(f"{path}: labels are not 0..C-1")
         items, targets = [], []

@@ -75,11 +75,19 @@ def pair_names(root: Path, split: str) -> list[str]:
     layout = root / "Layout" / "large" / f"{split}.txt"
     if layout.is_file():
         return [safe_component(line.strip(), "pair name", f"{layout} line {n}", TaskError, "fix the list")
-                for n, line in enumerate(layout.read_text().splitlines(), 1) if line.strip()]
+                for n, line in enumerate(read_list(layout), 1) if line.strip()]
     folder = root / "PairAnnotation" / split
     if not folder.is_dir():
         raise TaskError(f"{root}: neither {layout} nor {folder} exists; is this the SPair-71k folder?")
     return sorted(p.stem for p in folder.glob("*.json"))
+
+
+def read_list(path: Path) -> list[str]:
+    """The lines of a UTF-8 list file; a file that is not text is a TaskError naming it."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise TaskError(f"{path} is not a UTF-8 text file ({err}); restore the list from the dataset") from None
 
 
 def category_of(name: str) -> str:
@@ -123,6 +131,8 @@ def read_pair(root: Path, split: str, name: str, check_images: bool = True) -> P
         raise TaskError(f"pair {name}: {path} is not valid JSON ({err})") from err
     fields = ("category", "src_imname", "trg_imname", "src_imsize", "trg_imsize", "src_bndbox", "trg_bndbox",
               "src_kps", "trg_kps")
+    if not isinstance(ann, dict):
+        raise TaskError(f"pair {name}: {path} holds a JSON {type(ann).__name__}, not the SPair pair object")
     missing = [f for f in fields if f not in ann]
     if missing:
         raise TaskError(f"pair {name}: {path} lacks field(s) {', '.join(missing)}")
@@ -146,8 +156,10 @@ def read_pair(root: Path, split: str, name: str, check_images: bool = True) -> P
 
 def _size(name: str, side: str, value) -> tuple[int, int]:
     try:
+        if not isinstance(value, list) or not all(_is_number(v) for v in value[:2]):
+            raise TypeError("not a list of numbers")
         W, H = int(value[0]), int(value[1])
-    except (TypeError, ValueError, IndexError) as err:
+    except (TypeError, ValueError, IndexError, OverflowError) as err:
         raise TaskError(f"pair {name}: {side}_imsize {value!r} is not [W, H, C]") from err
     if W < 1 or H < 1:
         raise TaskError(f"pair {name}: {side}_imsize {value!r} has a zero or negative side")
@@ -169,8 +181,21 @@ def _check_image(name: str, image: Path, size: tuple[int, int]) -> None:
                         f"[{size[1]}, {size[0]}]; the annotation and the image do not belong together")
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _numbers(name: str, field: str, value, what: str) -> np.ndarray:
+    """``value`` (nested JSON lists of numbers) as a float64 array, else a TaskError: numpy's own errors
+    (ragged lists, strings, objects) never reach the user."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise TaskError(f"pair {name}: {field} {value!r} is not {what}") from None
+
+
 def _bbox(name: str, side: str, value, size: tuple[int, int]) -> np.ndarray:
-    box = np.asarray(value, dtype=np.float64)
+    box = _numbers(name, f"{side}_bndbox", value, "[x1, y1, x2, y2]")
     if box.shape != (4,) or not np.isfinite(box).all():
         raise TaskError(f"pair {name}: {side}_bndbox {value!r} is not [x1, y1, x2, y2]")
     if box[2] <= box[0] or box[3] <= box[1]:
@@ -180,7 +205,8 @@ def _bbox(name: str, side: str, value, size: tuple[int, int]) -> np.ndarray:
 
 
 def _kps(name: str, side: str, value, size: tuple[int, int]) -> np.ndarray:
-    kps = np.asarray(value if value else np.zeros((0, 2)), dtype=np.float64)
+    empty = isinstance(value, list) and not value  # [] : no points
+    kps = np.zeros((0, 2)) if empty else _numbers(name, f"{side}_kps", value, "a list of [x, y] points")
     if kps.ndim != 2 or kps.shape[1] != 2 or not np.isfinite(kps).all():
         raise TaskError(f"pair {name}: {side}_kps is not a list of [x, y] points")
     H, W = size

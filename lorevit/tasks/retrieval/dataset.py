@@ -139,7 +139,8 @@ def validate_gnd(data, path: Path) -> dict:
             clean[key] = list(ids)
         bbx = entry.get("bbx")
         if (not isinstance(bbx, list) or len(bbx) != 4
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbx)):
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+                           if not isinstance(v, int) or abs(v) < 2 ** 1000 else False for v in bbx)):
             fail(f"gnd[{i}]['bbx'] must be 4 finite numbers [x1, y1, x2, y2]")
         if not (bbx[0] < bbx[2] and bbx[1] < bbx[3]):
             fail(f"gnd[{i}]['bbx'] = {bbx} needs x1 < x2 and y1 < y2")

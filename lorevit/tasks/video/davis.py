@@ -62,10 +62,14 @@ def read_mask(path: str | Path, what: str = "mask") -> np.ndarray:
                 raise TaskError(f"{what} {path} is a mode-{image.mode} image, not an indexed (palette, mode P) PNG: "
                                 "write object ids 0..N as a palette PNG (e.g. PIL Image.convert('P') + putpalette)")
             return np.array(image, dtype=np.uint8)
+    except TaskError:
+        raise
     except FileNotFoundError as err:
         raise TaskError(f"{what} {path} is missing") from err
-    except OSError as err:
-        raise TaskError(f"{what} {path} cannot be read as a PNG ({err})") from err
+    except Exception as err:  # noqa: BLE001 - PIL meets a damaged PNG with OSError, SyntaxError, ValueError,
+        # struct.error, zlib.error or DecompressionBombError: each is a file to replace, none a bug of ours
+        raise TaskError(f"{what} {path} cannot be read as a PNG ({type(err).__name__}: {err}); "
+                        "replace the file") from None
 
 
 def read_masks(paths: list[Path], what: str = "mask") -> list[np.ndarray]:
@@ -130,8 +134,12 @@ class Davis:
         path = self.root / "ImageSets" / "2017" / f"{split}.txt"
         if not path.is_file():
             raise TaskError(f"{path} is missing: --set {split} needs ImageSets/2017/{split}.txt")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise TaskError(f"{path} is not a UTF-8 text file ({err}); restore it from DAVIS-2017") from None
         names = [safe_component(line.strip(), "sequence name", f"{path} line {n}", TaskError, "fix the list")
-                 for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+                 for n, line in enumerate(lines, 1) if line.strip()]
         if not names:
             raise TaskError(f"{path} lists no sequence")
         return names
