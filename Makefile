@@ -14,7 +14,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 OPENCV_DATA := /usr/share/doc/opencv-doc/examples/data
 IMG_SIZE ?= 112
 
-.PHONY: setup weights demo test bench-ablation bench-complexity bench-tasks bench-suite-quick clean-runs
+.PHONY: setup weights demo test docs bench-ablation bench-complexity bench-tasks bench-suite-quick clean-runs
 
 setup: $(VENV)/.installed $(FASHION_MNIST) $(OPENCV_DATA) weights
 
@@ -44,6 +44,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# the documentation site (mkdocs.yml): --strict, so a broken link or a missing reference fails
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
 
 bench-ablation: setup
 	$(PY) -m lorevit bench ablation --output benchmarks/ablation

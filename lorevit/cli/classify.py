@@ -64,7 +64,11 @@ def register(commands) -> None:
     visualize.add_argument("--count", type=int, default=None, help="number of dataset images (default 4)")
     visualize.add_argument("--seed", type=int, default=0, help="which dataset images")
     visualize.add_argument("--predicted", action="store_true", help="KLA query: the predicted class, not the true one")
-    visualize.add_argument("--output", default="attention.png", help="PNG file (default attention.png)")
+    visualize.add_argument("--output", default=None,
+                           help="PNG file (default attention.png); with --tsne a folder (default tsne/)")
+    visualize.add_argument("--tsne", action="store_true",
+                           help="t-SNE of the Black Box's CLS features beside the adapter's: tsne.png + tsne.csv")
+    visualize.add_argument("--limit", type=int, default=500, help="--tsne: number of dataset images (default 500)")
     add_adapter_options(visualize)
     visualize.set_defaults(func=cmd_visualize)
 
@@ -72,6 +76,10 @@ def register(commands) -> None:
 def cmd_visualize(args) -> int:
     from lorevit.tools.visualize import visualize
 
+    if args.tsne:
+        return _cmd_tsne(args)
+    if args.output is None:
+        args.output = "attention.png"
     if not args.images and args.count is None:
         args.count = 4
     info = visualize(args.adapter, args.output, args.images, dataset=args.dataset, data_root=args.data_root,
@@ -83,6 +91,21 @@ def cmd_visualize(args) -> int:
                  for k, v in info.get("locality", {}).items() if v[r] is not None]
         if cells:
             print(f"  row {r + 1}: " + ", ".join(cells))
+    return 0
+
+
+def _cmd_tsne(args) -> int:
+    from lorevit.errors import ConfigError
+    from lorevit.tools.tsne import tsne_view
+
+    if args.images:
+        raise ConfigError("--tsne draws dataset images (--dataset, --split, --limit), not image files; "
+                          "drop the image arguments")
+    info = tsne_view(args.adapter, args.output or "tsne", dataset=args.dataset, data_root=args.data_root,
+                     split=args.split, limit=args.limit, seed=args.seed,
+                     weights=getattr(args, "backbone_weights", "unset"), strict=getattr(args, "strict", False))
+    print(f"t-SNE of {info['images']} image(s) written to {info['png']} and {info['csv']}")
+    print(f"  {info['k']}-NN accuracy (2-D): Black Box {info['knn_bb']:.3f}, adapter {info['knn_adapter']:.3f}")
     return 0
 
 

@@ -71,6 +71,7 @@ class LabeledDataset(Dataset):
         self.bad_images = bad_images
         self.root = str(root) if root is not None else None
         self.skipped: list[str] = []
+        self.origins: dict[str, str] = {}  # {path: "list.csv line N"} (CSV datasets), named in errors
         bad = [t for t in set(self.targets) if not 0 <= t < len(self.classnames)]
         if bad:
             raise DatasetError(
@@ -97,7 +98,8 @@ class LabeledDataset(Dataset):
         """Where image ``i`` comes from: its path, or ``<name>/<split>[i]`` for in-memory data."""
         if self.in_memory:
             return f"{self.name}/{self.split}[{i}]"
-        return str(self.items[i])
+        where = str(self.items[i])
+        return f"{where} ({self.origins[where]})" if where in self.origins else where
 
     def __repr__(self) -> str:
         where = "in memory" if self.in_memory else f"root={self.root}"
@@ -114,10 +116,12 @@ class LabeledDataset(Dataset):
         """A new dataset holding only ``indices`` (same class list, transform and mode)."""
         idx = [int(i) for i in indices]
         items = self.items[np.asarray(idx, dtype=np.int64)] if self.in_memory else [self.items[i] for i in idx]
-        return LabeledDataset(
+        part = LabeledDataset(
             self.name, self.split, items, [self.targets[i] for i in idx], self.classnames,
             self.transform, self.bad_images, self.root,
         )
+        part.origins = self.origins
+        return part
 
     # ----------------------------------------------------------------- loading
     def load_image(self, i: int) -> Image.Image:

@@ -43,6 +43,8 @@ class Records:
     classnames: list[str]
     split_files: dict = field(default_factory=dict)  # {path: sha256} of the list files read (env.json)
     logit_mask: list | None = None  # ImageNet-A/R: indices of the kept logits of a 1000-way head, label order
+    missing: list = field(default_factory=list)  # CSV lists: (line number, path) of rows whose file is absent
+    origins: dict = field(default_factory=dict)  # CSV lists: {path: "list.csv line N"} for error messages
 
 
 ClassSource = Callable[[Path, Path], "tuple[list[str], list[str]]"]
@@ -513,3 +515,99 @@ class PerSplit:
 
     def __call__(self, root: Path, base: Path, split: str) -> Records:
         return self.readers[split](root, base, split)
+
+
+def _label_order(labels: Sequence[str]) -> list[str]:
+    """Sorted unique labels; numerically when every label is an integer ("2" before "10")."""
+    unique = sorted(set(labels))
+    if all(label.lstrip("-").isdigit() for label in unique):
+        unique.sort(key=int)
+    return unique
+
+
+CSV_SPLITS = {"train": "train", "test": "test", "val": "test"}  # the split column's values
+
+
+@dataclass(frozen=True)
+class CsvList:
+    """A CSV file with a header row and the columns ``path,label[,split]`` (issue 22 §4).
+
+    ``path`` is relative to the CSV's folder (``base``); the class list is the sorted unique labels
+    (numeric order when all are integers), renamed by a ``classnames.txt`` next to the CSV
+    (``<label><TAB or space><readable name>``). ``split`` is ``train``, ``test`` or ``val`` (= test);
+    without that column, ``holdout`` (config ``test_fraction``) holds out a seeded share per class.
+    Rows whose file does not exist are not read: they go to ``Records.missing`` as
+    ``(line number, path)``; ``build_dataset`` fails or skips them as for unreadable images.
+    """
+
+    file: str | None = None  # the CSV's name under base; None: the one *.csv there
+    holdout: float | None = None
+    seed: int = 0
+
+    def _path(self, base: Path) -> Path:
+        if self.file is not None:
+            return _need(base / self.file, "CSV file")
+        found = sorted(base.glob("*.csv"))
+        if len(found) != 1:
+            raise ReadError(f"{base} holds {len(found)} CSV files ({[p.name for p in found][:5]}); "
+                            "give the CSV file itself as the data root (--data-root list.csv)")
+        return found[0]
+
+    def __call__(self, root: Path, base: Path, split: str) -> Records:
+        import csv
+
+        path = self._path(base)
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            raise ReadError(f"{path} is empty; it needs a header row `path,label[,split]`")
+        header = [h.strip().lower() for h in rows[0]]
+        for need in ("path", "label"):
+            if need not in header:
+                raise ReadError(f"{path}:1: the header {rows[0]} has no {need!r} column; "
+                                "the columns are path,label[,split]")
+        col = {name: header.index(name) for name in ("path", "label", "split") if name in header}
+        if "split" not in col and self.holdout is None:
+            raise ReadError(f"{path}: no 'split' column; add one (train/test per row) or set test_fraction "
+                            "(--test-fraction 0.2) for a seeded per-class hold-out")
+        entries: list[tuple[int, str, str, str]] = []  # line, path, label, split
+        for n, row in enumerate(rows[1:], 2):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) < len(header):
+                raise ReadError(f"{path}:{n}: {len(row)} field(s) {row}, the header has {len(header)}")
+            label = row[col["label"]].strip()
+            if not label:
+                raise ReadError(f"{path}:{n}: empty label")
+            row_split = "train"
+            if "split" in col:
+                value = row[col["split"]].strip().lower()
+                if value not in CSV_SPLITS:
+                    raise ReadError(f"{path}:{n}: split {row[col['split']]!r} is not one of train, test, val")
+                row_split = CSV_SPLITS[value]
+            rel = safe_relative(row[col["path"]].strip(), "image path", f"{path}:{n}", ReadError)
+            entries.append((n, rel, label, row_split))
+        keys = _label_order([e[2] for e in entries])
+        names = readable(keys, root if root.is_dir() else base, base)
+        index = _index(keys)
+        items: list[str] = []
+        targets: list[int] = []
+        missing: list[tuple[int, str]] = []
+        for label_index, key in enumerate(keys):
+            mine = sorted((e for e in entries if e[2] == key), key=lambda e: e[1])
+            if self.holdout is not None and "split" not in col:
+                chosen = set(_holdout([str(i) for i in range(len(mine))], self.holdout, self.seed, label_index, split))
+                mine = [e for i, e in enumerate(mine) if str(i) in chosen]
+            else:
+                mine = [e for e in mine if e[3] == split]
+            for n, rel, _, _ in mine:
+                image = str(base / rel)
+                if not os.path.isfile(image):
+                    missing.append((n, image))
+                    continue
+                items.append(image)
+                targets.append(index[key])
+        order = sorted(range(len(items)), key=lambda i: items[i])  # stable, independent of the CSV's row order
+        origins = {str(base / rel): f"{path.name} line {n}" for n, rel, _, _ in entries}
+        return Records([items[i] for i in order], [targets[i] for i in order], names,
+                       split_files={str(path): file_sha256(path)}, missing=sorted(missing), origins=origins)

@@ -21,6 +21,7 @@ from lorevit.data.dataset import BAD_IMAGE_MODES, DatasetError, LabeledDataset
 from lorevit.data.readers import (
     ClassListFile,
     CifarPickle,
+    CsvList,
     FixedClasses,
     FolderClasses,
     Idx,
@@ -205,8 +206,11 @@ def _download(spec: DatasetSpec, root: Path) -> None:
 # ---------------------------------------------------------------------------- building
 def _holdout_layout(spec: DatasetSpec, test_fraction: float, seed: int) -> Layout:
     """A class-per-folder tree without split folders: a seeded per-class ``test_fraction`` is test."""
+    if spec.name == "csv":
+        return Layout("*.csv", CsvList(holdout=test_fraction, seed=seed))
     if spec.name != "imagefolder":
-        raise DatasetError(f"test_fraction applies to 'imagefolder' trees only; {spec.name!r} has its own test split")
+        raise DatasetError(f"test_fraction applies to 'imagefolder' trees and 'csv' lists only; "
+                           f"{spec.name!r} has its own test split")
     return Layout("*", ImageFolder({"train": ("",), "test": ("",)}, holdout=test_fraction, seed=seed))
 
 
@@ -223,6 +227,9 @@ def read_records(name: str, split: str, root: str | os.PathLike | None = None, d
     found = _locate(spec, root_path)
     if test_fraction is not None:
         found = (_holdout_layout(spec, test_fraction, split_seed), root_path) if root_path.is_dir() else None
+    if spec.name == "csv" and root_path.is_file():  # --data-root list.csv: the file itself
+        holdout = CsvList(root_path.name, test_fraction, split_seed) if test_fraction is not None else None
+        found = (Layout(root_path.name, holdout or CsvList(root_path.name)), root_path.parent)
     if found is None and download:
         _download(spec, root_path)
         found = _locate(spec, root_path)
@@ -289,6 +296,18 @@ def build_dataset(
     # {path: sha256} of the split / list files the images were read from (recorded in env.json)
     dataset.split_files = dict(records.split_files)
     dataset.logit_mask = records.logit_mask  # ImageNet-A/R: the 200 kept logits of a 1000-way head (else None)
+    dataset.origins = dict(records.origins)
+    if records.missing:  # CSV rows whose file is absent: fail or skip, as unreadable images
+        listed = "; ".join(f"line {n}: {p}" for n, p in records.missing[:5])
+        more = f" and {len(records.missing) - 5} more" if len(records.missing) > 5 else ""
+        if bad_images == "fail":
+            raise DatasetError(f"{spec.name} {root_path}: {len(records.missing)} row(s) name a file that does not "
+                               f"exist ({listed}{more}). Fix the rows, or set bad_images='skip' "
+                               "(config key `bad_images: skip`) to skip them.")
+        msg = f"{spec.name} {root_path}: skipping {len(records.missing)} row(s) whose file does not exist ({listed}{more})"
+        log.warning(msg)
+        warnings.warn(msg, stacklevel=2)
+        dataset.skipped.extend(f"{p} ({Path(root_path).name} line {n})" for n, p in records.missing)
     return dataset
 
 
@@ -360,6 +379,18 @@ register(DatasetSpec(
   No train/ and test/? Keep one folder per class in the root and set `test_fraction: 0.2`
   (--test-fraction 0.2): a seeded 80/20 split per class.""",
     source="your own images (always pass root=...)",
+))
+
+register(DatasetSpec(
+    name="csv",
+    layouts=(Layout("*.csv", CsvList()),),
+    expected="""\
+  list.csv with a header row and the columns path,label[,split]   (give the file: --data-root list.csv)
+    path   image path relative to the CSV's folder (no leading '/', no '..')
+    label  class label (any text; classes are the sorted labels, numeric order when all are integers)
+    split  train | test | val (= test); without it set test_fraction (--test-fraction 0.2)
+  classnames.txt next to the CSV   optional: `<label><TAB or space><readable name>` per line""",
+    source="your own images (always pass root=... / --data-root list.csv)",
 ))
 
 _TINY_CLASSES = WordNetClasses("wnids.txt", "words.txt")
