@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -39,6 +40,10 @@ def test_visualize_tsne_through_the_cli(tiny_adapter, tmp_path, capsys):
     labels = np.array([int(r["label"]) for r in rows])
     knn_bb = float(printed.split("Black Box ")[1].split(",")[0])
     assert knn_accuracy(bb, labels) == pytest.approx(knn_bb, abs=5e-4)  # the printed number is the CSV's
+    record = json.loads((out / "tsne.json").read_text())  # the same points as JSON
+    assert np.asarray(record["points"]["bb"]) == pytest.approx(bb, abs=1e-5)
+    assert np.asarray(record["points"]["adapter"]).shape == (6, 2) and record["labels"] == labels.tolist()
+    assert record["indices"] == [int(r["index"]) for r in rows] and record["seed"] == 3
     first = (out / "tsne.csv").read_text()
     assert main(["visualize", "--tsne", "--adapter", str(tiny_adapter), "--limit", "6", "--seed", "3",
                  "--output", str(out)]) == 0

@@ -67,7 +67,7 @@ def register(commands) -> None:
     visualize.add_argument("--output", default=None,
                            help="PNG file (default attention.png); with --tsne a folder (default tsne/)")
     visualize.add_argument("--tsne", action="store_true",
-                           help="t-SNE of the Black Box's CLS features beside the adapter's: tsne.png + tsne.csv")
+                           help="t-SNE of the Black Box's CLS features beside the adapter's: tsne.png, tsne.csv, tsne.json")
     visualize.add_argument("--limit", type=int, default=500, help="--tsne: number of dataset images (default 500)")
     add_adapter_options(visualize)
     visualize.set_defaults(func=cmd_visualize)
@@ -104,7 +104,7 @@ def _cmd_tsne(args) -> int:
     info = tsne_view(args.adapter, args.output or "tsne", dataset=args.dataset, data_root=args.data_root,
                      split=args.split, limit=args.limit, seed=args.seed,
                      weights=getattr(args, "backbone_weights", "unset"), strict=getattr(args, "strict", False))
-    print(f"t-SNE of {info['images']} image(s) written to {info['png']} and {info['csv']}")
+    print(f"t-SNE of {info['images']} image(s) written to {info['png']}, {info['csv']} and {info['json']}")
     print(f"  {info['k']}-NN accuracy (2-D): Black Box {info['knn_bb']:.3f}, adapter {info['knn_adapter']:.3f}")
     return 0
 

@@ -3,7 +3,9 @@
     lorevit visualize --tsne --adapter DIR [--dataset NAME --data-root DIR] [--split test] [--limit N] --output DIR
 
 writes ``DIR/tsne.png`` (two panels coloured by class, each titled with its k-NN accuracy) and
-``DIR/tsne.csv`` (one row per image: index, label, class, bb_x, bb_y, adapter_x, adapter_y).
+``DIR/tsne.csv`` (one row per image: index, label, class, bb_x, bb_y, adapter_x, adapter_y) and
+``DIR/tsne.json`` (the same 2-D points as N × 2 lists under ``points.bb`` / ``points.adapter``, with
+``indices``, ``labels``, ``classnames``, ``knn_accuracy``, ``k``, ``seed``).
 The Black Box is the frozen ViT without the method (a clean copy when the method changed its own);
 its feature and the adapter's are the pooled, normalised features the head reads. t-SNE is
 scikit-learn's (PCA initialisation, ``random_state=seed``): the same seed gives the same figure.
@@ -14,6 +16,7 @@ The k-NN accuracy is leave-one-out, k = 5, Euclidean, in the 2-D embedding the p
 from __future__ import annotations
 
 import csv
+import json
 import io
 from pathlib import Path
 
@@ -121,6 +124,11 @@ def tsne_view(adapter: str | Path, output: str | Path, dataset: str | None = Non
                          *(f"{v:.6f}" for v in coords["bb"][r]), *(f"{v:.6f}" for v in coords["adapter"][r])])
     csv_path = out / "tsne.csv"
     atomic_write(csv_path, lambda tmp: Path(tmp).write_text(buffer.getvalue(), encoding="utf-8"))
+    record = {"adapter": str(adapter), "method": cfg.method, "dataset": name, "split": split, "seed": seed, "k": KNN_K,
+              "knn_accuracy": knn, "classnames": list(model.classnames), "indices": [int(i) for i in indices],
+              "labels": labels.tolist(), "points": {key: np.round(xy, 6).tolist() for key, xy in coords.items()}}
+    json_path = out / "tsne.json"
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8"))
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
@@ -138,5 +146,5 @@ def tsne_view(adapter: str | Path, output: str | Path, dataset: str | None = Non
     fig.suptitle(f"t-SNE of {len(indices)} {name} {split} images (seed {seed})", fontsize=10)
     fig.tight_layout()
     png_path = _save(fig, out / "tsne.png")
-    return {"png": str(png_path), "csv": str(csv_path), "images": len(indices), "knn_bb": knn["bb"],
+    return {"png": str(png_path), "csv": str(csv_path), "json": str(json_path), "images": len(indices), "knn_bb": knn["bb"],
             "knn_adapter": knn["adapter"], "k": KNN_K}
