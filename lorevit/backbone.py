@@ -14,6 +14,11 @@ block on the concatenated sequence (tested against it) at a fraction of the prom
 112 px a ViT-S with 10 prompts per block costs 1.03× the plain ViT instead of 1.16×. Attention
 runs in ``F.scaled_dot_product_attention`` (fused) like timm's own.
 
+Prompts shared by every image (VPT-deep's, LORE's global prompts: ``shared``, L × n_s × d) have the
+same keys and values for every image, so without gradients they are projected once per block and
+cached (:class:`SharedPromptKV`, keyed on the tensors' storage, version, device and dtype, so an
+optimizer step, ``load_state_dict`` or ``.to`` recomputes them) instead of once per image and batch.
+
 The patch embeddings E0 (the patch projection's output, before position embeddings) are
 returned separately so the White Box can read them without a second pass through the ViT.
 """
@@ -51,6 +56,44 @@ class Tokens:
     @property
     def patches(self) -> torch.Tensor:  # B, M, d
         return self.tokens[:, self.num_prefix :]
+
+
+def _tensor_key(*tensors: torch.Tensor | None) -> tuple:
+    """What identifies a tensor's current values: storage, in-place version, device and dtype."""
+    return tuple(None if t is None else (t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
+
+
+class SharedPromptKV:
+    """Keys and values of the prompts shared by every image, projected once per block (and per device / dtype).
+
+    Exact: the same norm1 and qkv weights map the same tokens to the same keys and values for every image,
+    so they are computed for one image and broadcast over the batch. Cached only without gradients (inference,
+    ``torch.no_grad``); with gradients (training) they are recomputed each call — still once per block, not
+    per image — so gradients reach the prompts. Never cached under a tracer or compiler (export,
+    ``torch.compile``), where the projection becomes graph ops. A plain dict on the backbone: never saved.
+    """
+
+    def __init__(self):
+        self.entries: dict[int, tuple[tuple, torch.Tensor, torch.Tensor]] = {}
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def get(self, i: int, block: nn.Module, shared: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """K, V (1, heads, n_s, head_dim) of block i for its shared tokens ``shared[i]`` (shared: L, n_s, d)."""
+        tokens = shared[i].to(dtype).unsqueeze(0)  # 1, n_s, d
+        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return _key_value(block, tokens)
+        attn = block.attn
+        weights = [*block.norm1.parameters(), *attn.qkv.parameters(), *attn.k_norm.parameters()]
+        device = shared.device.type
+        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        key = (dtype, autocast, *_tensor_key(shared, *weights))
+        entry = self.entries.get(i)
+        if entry is None or entry[0] != key:
+            k, v = _key_value(block, tokens)
+            entry = self.entries[i] = (key, k, v)
+        return entry[1], entry[2]
 
 
 FINGERPRINT_SKIPS = ("pos_embed",)  # resampled to the size a ViT is built for: not part of its fingerprint
@@ -91,6 +134,12 @@ class PromptedViT(nn.Module):
         self.num_heads = vit.blocks[0].attn.num_heads
         # the weights as loaded, before any precision cast of training: what adapters record and check
         self.weights_sha256 = weights_fingerprint(vit)
+        self.shared_kv = SharedPromptKV()  # the shared prompts' keys/values per block (inference only)
+        self.share_prompt_kv = True  # False: project shared prompts per image (the plain path; benchmarks)
+
+    def _apply(self, fn, recurse: bool = True):
+        self.shared_kv.clear()  # .to / .cuda / .half: new tensors (and a storage address may be reused)
+        return super()._apply(fn, recurse)
 
     def train(self, mode: bool = True) -> "PromptedViT":
         super().train(mode)
@@ -136,11 +185,14 @@ class PromptedViT(nn.Module):
         prompts: torch.Tensor | None = None,
         return_attention: bool = False,
         grid: tuple[int, int] | None = None,
+        shared: torch.Tensor | None = None,
     ) -> Tokens:
         """Run the blocks on E0 (B, M, d) with prompts (B, L, n, d) or (B, 1, n, d) (Eq. 12).
 
         ``grid`` (h, w with h·w = M) is the patch grid of a dynamic-size ViT, whose position
         embeddings timm resamples (bicubic) to it; square when not given.
+        ``shared`` (L, n_s, d), deep prompts only: the promise that ``prompts[:, :, :n_s]`` equals it for every
+        image; their keys and values are then projected once per block (:class:`SharedPromptKV`), not per image.
         """
         vit, P = self.vit, self.num_prefix
         if self.dynamic_size:
@@ -154,6 +206,8 @@ class PromptedViT(nn.Module):
             raise ValueError(f"deep prompts must have one set per block ({self.depth}), got {prompts.shape[1]}")
         shallow = prompts is not None and not deep
         n = 0 if prompts is None else prompts.shape[2]
+        if not (deep and self.share_prompt_kv) or shared is None or shared.shape[0] != self.depth:
+            shared = None
         if shallow:  # inserted once; their outputs feed the next block
             x = torch.cat([x[:, :P], prompts[:, 0].to(x.dtype), x[:, P:]], dim=1)  # B, P + n + M, d
         attention = None
@@ -166,6 +220,11 @@ class PromptedViT(nn.Module):
                 x, side = torch.cat([x[:, :P], x[:, P + n :]], dim=1), x[:, P : P + n]
             if return_attention and last:
                 attention = cls_attention(block, x, side)[:, :, P : x.shape[1]]  # B, heads, M
+            if shared is not None and supports_side_tokens(block) and type(block.attn.qkv) is nn.Linear:
+                n_s = shared.shape[1]  # the images' own prompts are the rest: B, n - n_s, d
+                kv = self.shared_kv.get(i, block, shared, x.dtype)
+                x = block_with_side_tokens(block, x, side[:, n_s:], P, shared_kv=kv)
+                continue
             x = block(x) if side is None else block_with_side_tokens(block, x, side, P)
         return Tokens(vit.norm(x), P, attention)
 
@@ -181,6 +240,16 @@ class PromptedViT(nn.Module):
 def _heads(t: torch.Tensor, attn: nn.Module) -> torch.Tensor:
     """B, N, heads·head_dim → B, heads, N, head_dim."""
     return t.unflatten(-1, (attn.num_heads, attn.head_dim)).transpose(1, 2)
+
+
+def _key_value(block: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values (B, heads, n, head_dim) of tokens (B, n, d) that only serve as keys/values."""
+    attn = block.attn
+    width = attn.num_heads * attn.head_dim
+    h = block.norm1(tokens)
+    w, b = attn.qkv.weight, attn.qkv.bias
+    k, v = F.linear(h, w[width:], None if b is None else b[width:]).chunk(2, dim=-1)
+    return attn.k_norm(_heads(k, attn)), _heads(v, attn)
 
 
 def _query_key_value(block: nn.Module, x: torch.Tensor, side: torch.Tensor | None):
@@ -205,18 +274,29 @@ def supports_side_tokens(block: nn.Module) -> bool:
     return type(block) is Block and type(block.attn) is Attention and not block.attn.training
 
 
-def block_with_side_tokens(block: nn.Module, x: torch.Tensor, side: torch.Tensor, num_prefix: int = 1) -> torch.Tensor:
+def block_with_side_tokens(block: nn.Module, x: torch.Tensor, side: torch.Tensor, num_prefix: int = 1,
+                           shared_kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """``block`` on x (B, N, d) whose attention also reads the side tokens (B, n, d) as keys/values.
 
     Equal to running the block on ``[x[:, :P], side, x[:, P:]]`` (Eq. 12) and dropping the side
     tokens' outputs, without computing those outputs. Other block types run exactly that.
+    ``shared_kv``: keys and values (1, heads, n_s, head_dim) of more side tokens, the same for every image
+    (the shared prompts, :class:`SharedPromptKV`); a key's position does not matter (prompts have no
+    position embedding), so they are appended. Only for blocks that :func:`supports_side_tokens`.
     """
+    if shared_kv is not None and not supports_side_tokens(block):
+        raise ValueError("shared_kv needs timm's plain Block with standard Attention")
     if not supports_side_tokens(block):
         P, n = num_prefix, side.shape[1]
         out = block(torch.cat([x[:, :P], side, x[:, P:]], dim=1))
         return torch.cat([out[:, :P], out[:, P + n :]], dim=1)
     attn = block.attn
     q, k, v, h = _query_key_value(block, x, side)
+    if shared_kv is not None:  # + the shared prompts' keys/values, broadcast over the batch: B, heads, N + n + n_s, ·
+        ks, vs = shared_kv
+        B = x.shape[0]
+        k = torch.cat([k, ks.to(k.dtype).expand(B, -1, -1, -1)], dim=2)
+        v = torch.cat([v, vs.to(v.dtype).expand(B, -1, -1, -1)], dim=2)
     a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)  # B, N, width
     a = getattr(attn, "norm", nn.Identity())(a)
     gate = getattr(attn, "gate", None)  # newer timm: optional output gate

@@ -86,6 +86,13 @@ def coerce(key: str, value: Any, annotation: str) -> Any:
         if str(value).strip().lower() == "auto":
             return "auto"
         kind = "bool"
+    if kind == "int | str":  # eval_batch_size: an integer or auto (issue 24)
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            return _number(key, value, int)
+        except ConfigError:
+            raise ConfigError(f"{key}: expected an integer or auto, got {value!r}") from None
     if kind == "bool":
         if isinstance(value, bool):
             return value
@@ -243,8 +250,8 @@ class Config:
     # optim: how it is trained (the spec's table)
     epochs: int = key(30, "optim", "training epochs (chosen on the validation split, docs/validation.md)", may_grow=True)
     batch_size: int = key(32, "optim", "training images per step (per device)")
-    eval_batch_size: int = key(128, "machine", "images per inference batch (larger runs the frozen ViT faster on CPU)",
-                               result=False)
+    eval_batch_size: int | str = key("auto", "machine", "images per inference batch; auto: 32 on the CPU (faster there "
+                                     "than larger batches), 128 on a GPU (docs/inference.md)", result=False)
     lr: float = key(0.003, "optim", "peak learning rate of SGD (cosine to lr_min)")
     lr_min: float = key(0.0001, "optim", "learning rate at the end of the cosine")
     momentum: float = key(0.9, "optim", "SGD momentum")
@@ -306,7 +313,7 @@ class Config:
             setattr(self, f.name, coerce(f.name, getattr(self, f.name), str(f.type)))
         for key in _AT_LEAST_1 + _AT_LEAST_0 + _POSITIVE:
             value = getattr(self, key)
-            if value is None:
+            if value is None or value == "auto":
                 continue
             low = 1 if key in _AT_LEAST_1 else 0
             if value < low or (key in _POSITIVE and value <= 0):

@@ -55,7 +55,8 @@ class PromptedClassifier(nn.Module):
     def forward(self, images: torch.Tensor, return_attention: bool = False) -> Output:
         e0 = self.backbone.embed_patches(images)  # B, M, d
         prompting = self.method(e0)
-        tokens = self.backbone.forward_tokens(e0, prompting.prompts, return_attention=return_attention)
+        tokens = self.backbone.forward_tokens(e0, prompting.prompts, return_attention=return_attention,
+                                              shared=prompting.shared)
         features = self.backbone.pool(tokens)  # B, d
         return Output(self.head(features), features, tokens, prompting.aux)
 

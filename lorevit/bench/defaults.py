@@ -18,6 +18,7 @@ ALL_COST_ROWS = ("linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "lor
                  "lora-qv", "adaptformer-k8", "adaptformer", "adapter", "adapter-pfeiffer", "ssf", "ssf+merged",
                  "bitfit", "full")
 MERGED_SUFFIX = "+merged"
+INFERENCE_METHODS = ("linear", "vpt-deep", "lore", "lora+merged")  # bench inference's rows (issue 24)
 
 
 def cost_row(row: str) -> tuple[str, dict, bool]:

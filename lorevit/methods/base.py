@@ -43,6 +43,9 @@ class MergeError(UserError, ValueError):
 class Prompting:
     prompts: torch.Tensor | None  # B, L (deep) or 1 (shallow), n, d — or None
     aux: dict[str, torch.Tensor] = field(default_factory=dict)  # what the extra loss reads
+    # L, n_s, d: deep prompts[:, :, :n_s] are these for every image (global prompts), so the ViT may project
+    # their keys/values once per block instead of per image (PromptedViT.forward_tokens(shared=...)); or None
+    shared: torch.Tensor | None = None
 
 
 @dataclass

@@ -83,7 +83,9 @@ class LoreNoKP(Method):
         if self._norm_pre:  # public code: block 0's prompts pass the pre-norm (a per-token map) with the other tokens
             prompts = torch.cat([self._norm_pre[0](prompts[:, :1]), prompts[:, 1:]], dim=1)
         aux = {"latent": latent, **({"e_hat": e_hat} if keep else {})}
-        return Prompting(prompts, aux)
+        # the global prompts are the same for every image (not when block 0's pass the pre-norm)
+        shared = None if self.global_prompts is None or self._norm_pre else self.global_prompts.tokens
+        return Prompting(prompts, aux, shared=shared)
 
 
 class Lore(LoreNoKP):

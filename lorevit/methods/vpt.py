@@ -39,7 +39,9 @@ class VPT(Method):
         self.prompt_dropout = nn.Dropout(self.options.vpt_dropout)
 
     def forward(self, e0: torch.Tensor) -> Prompting:
-        return Prompting(self.prompt_dropout(self.prompts(e0.shape[0])))
+        # the same prompts for every image, unless prompt dropout draws a mask per image (training)
+        same = self.deep and not (self.prompt_dropout.training and self.prompt_dropout.p > 0)
+        return Prompting(self.prompt_dropout(self.prompts(e0.shape[0])), shared=self.prompts.tokens if same else None)
 
 
 class VPTDeep(VPT):

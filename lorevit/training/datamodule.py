@@ -10,6 +10,7 @@ from lorevit.training.loaders import EpochShuffle
 from lorevit.training.loaders import Indexed
 from lorevit.training.loaders import ResumableLoader
 from lorevit.training.loaders import ShardSampler
+from lorevit.training.loaders import eval_batch_size
 from lorevit.training.loaders import loader_workers
 from torch.utils.data import DataLoader
 from typing import Sequence
@@ -58,7 +59,7 @@ class ClassificationData(L.LightningDataModule):
         if transform is not None:  # e.g. feature extraction from the train split without augmentation
             dataset = build_dataset(self.cfg.dataset, "train", root=self.cfg.data_root, transform=transform,
                                     bad_images=self.cfg.bad_images, test_fraction=self.cfg.test_fraction)
-        batch_size = self.cfg.batch_size if train else self.cfg.eval_batch_size
+        batch_size = self.cfg.batch_size if train else eval_batch_size(self.cfg)
         indexed = Indexed(dataset, indices)
         sampler = EpochShuffle(indexed, self.cfg.seed) if train else ShardSampler.if_distributed(indexed)
         workers, pin = loader_workers(self.cfg)

@@ -76,7 +76,10 @@ def evaluate(cfg, model, data, out: str | Path) -> tuple[dict, torch.Tensor, dic
     trainer = make_trainer(cfg, Path(out), 0)
     start = time.perf_counter()
     results = trainer.test(lit, dataloaders=data.test_dataloader(), verbose=False)[0]
-    times = {"train_s": 0.0, "test_s": round(time.perf_counter() - start, 2), "world_size": trainer.world_size}
+    from lorevit.training.loaders import test_timing
+
+    times = {"train_s": 0.0, **test_timing(cfg, len(data.test_indices), time.perf_counter() - start),
+             "world_size": trainer.world_size}
     return {k: float(v) for k, v in results.items()}, lit.confusion, times
 
 

@@ -47,6 +47,25 @@ def loader_workers(cfg: Config) -> tuple[int, bool]:
     return (min(8, max(1, cores - 1)) if gpu else 0), gpu
 
 
+# eval_batch_size: auto (issue 24; docs/inference.md): on 2 CPU cores a ViT-S/14 at 112 px tests 22 % faster at 32
+# images per batch than at 128 (smaller activations stay in cache); a GPU needs large batches to be kept busy.
+AUTO_EVAL_BATCH = {"cpu": 32, "gpu": 128}
+
+
+def eval_batch_size(cfg: Config) -> int:
+    """The inference batch of the eval loaders: ``eval_batch_size``, or for ``auto`` (the default) the rule of
+    :data:`AUTO_EVAL_BATCH` for the device the run uses (an explicit value always wins)."""
+    if cfg.eval_batch_size != "auto":
+        return int(cfg.eval_batch_size)
+    return AUTO_EVAL_BATCH["gpu" if uses_gpu(cfg) else "cpu"]
+
+
+def test_timing(cfg: Config, images: int, seconds: float) -> dict:
+    """The test phase's timing for metrics.json: seconds, images/s and the inference batch it ran with."""
+    return {"test_s": round(seconds, 2), "test_img_per_s": round(images / seconds, 2) if seconds > 0 and images else None,
+            "eval_batch_size_used": eval_batch_size(cfg)}
+
+
 class EpochShuffle(torch.utils.data.Sampler):
     """The training order of epoch e: a permutation drawn from (seed, e) alone, never from the global RNG.
 

@@ -10,6 +10,7 @@ from lorevit.knowledge import class_features
 from lorevit.methods import ZeroShotHead
 from lorevit.model import PromptedClassifier
 from lorevit.training.datamodule import ClassificationData
+from lorevit.training.loaders import test_timing
 from lorevit.training.module import LitClassifier
 from lorevit.training.passes import one_off_pass
 from lorevit.training.passes import pass_device
@@ -40,7 +41,8 @@ def fit_and_test(cfg, model, data, out, *, stage="", epochs=None, lr=None, negat
     if test:
         results.update(trainer.test(lit, dataloaders=data.test_dataloader(), verbose=False)[0])
     test_s = time.perf_counter() - start
-    times = {"train_s": round(train_s, 2), "test_s": round(test_s, 2), "world_size": trainer.world_size}
+    times = {"train_s": round(train_s, 2), **test_timing(cfg, len(data.test_indices) if test else 0, test_s),
+             "world_size": trainer.world_size}
     if cfg.on_nonfinite == "skip":
         times["nonfinite_skipped"] = lit.nonfinite_skipped
     return {k: float(v) for k, v in results.items()}, lit.history, times
