@@ -122,3 +122,14 @@ def test_block_refuses_shared_kv_for_other_blocks(tiny_backbone):
     kv = torch.zeros(1, 2, 1, 16)
     with pytest.raises(ValueError, match="shared_kv"):
         block_with_side_tokens(block, torch.randn(1, 3, 32), torch.randn(1, 1, 32), shared_kv=(kv, kv))
+
+
+def test_max_relative_subtracts_after_the_max_bit_for_bit():
+    """LIN's e'_i = max_j (e_j − e_i) is computed as (max_j e_j) − e_i (no B·M·k·d temporary): the same bits."""
+    from lorevit.white_box import knn_graph, max_relative
+
+    tokens = torch.randn(3, 20, 16) * 10
+    neighbours = knn_graph(tokens, 5)
+    B, M, d = tokens.shape
+    gathered = tokens.gather(1, neighbours.reshape(B, -1, 1).expand(B, -1, d)).view(B, M, 5, d)
+    assert torch.equal(max_relative(tokens, neighbours), (gathered - tokens.unsqueeze(2)).amax(dim=2))

@@ -36,7 +36,8 @@ def max_relative(tokens: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor
     k = neighbours.shape[-1]
     flat = neighbours.reshape(B, M * k, 1).expand(B, M * k, d)
     gathered = tokens.gather(1, flat).view(B, M, k, d)  # B, M, k, d
-    return (gathered - tokens.unsqueeze(2)).amax(dim=2)
+    # max_j (e_j − e_i) = (max_j e_j) − e_i, bit for bit (rounding is monotonic): no B·M·k·d temporary
+    return gathered.amax(dim=2) - tokens
 
 
 class LocalityInteraction(nn.Module):
