@@ -143,6 +143,53 @@ def resolve_knowledge(spec: str, backbone: str, weights: str | None) -> str:
     return auto_clip_knowledge(backbone, weights) if spec == "clip:auto" else spec
 
 
+def register_config_file(name: str) -> str:
+    """``clip:<path>.json``: an open_clip model config file (a tiny random CLIP for tests, a user's own
+    architecture) registered with open_clip under its file stem; other names unchanged."""
+    if not name.endswith(".json"):
+        return name
+    import open_clip
+
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise KnowledgeError(f"knowledge: the open_clip model config {name!r} does not exist; name an existing .json "
+                             "file or an open_clip model (open_clip.list_models())")
+    open_clip.add_model_config(path)
+    return path.stem
+
+
+def _config_matches(backbone, config: dict) -> bool:
+    vision = config.get("vision_cfg", {})
+    vit = backbone.vit
+    head = getattr(vit, "head", None)
+    return (vision.get("width") == vit.embed_dim and vision.get("layers") == len(vit.blocks)
+            and vision.get("patch_size") == int(vit.patch_embed.patch_size[0])
+            and getattr(head, "out_features", None) == config.get("embed_dim"))
+
+
+def check_text_tower(backbone, knowledge: str) -> None:
+    """A text-side CLIP method (CoOp, ..., issue 20) needs the open_clip text tower of the backbone's CLIP: a
+    KnowledgeError naming the fix otherwise. A config file (``clip:<path>.json``, random weights) is checked by
+    architecture (width, blocks, patch, joint width); a named tower as :func:`check_matching_towers`."""
+    knowledge = knowledge or ""
+    fix = ("a text-side CLIP method needs a timm CLIP backbone (vit_*_clip_*, e.g. vit_base_patch16_clip_quickgelu_224."
+           "openai) and its own open_clip text tower: set knowledge: clip:auto")
+    if not knowledge.startswith("clip:"):
+        raise KnowledgeError(f"knowledge {knowledge or 'none'!r} is no CLIP text tower; {fix}")
+    model = knowledge.removeprefix("clip:").partition("@")[0]
+    if model.endswith(".json"):
+        import open_clip
+
+        config = open_clip.get_model_config(register_config_file(model)) or {}
+        if not _config_matches(backbone, config):
+            raise KnowledgeError(f"the open_clip config {model} does not match backbone {backbone.name!r} (vision "
+                                 f"width/blocks/patch/joint width differ); {fix}")
+        return
+    if not check_matching_towers(backbone.name, backbone.weights, knowledge):
+        raise KnowledgeError(f"backbone {backbone.name!r} has no CLIP text tower; {fix}")
+
+
+
 def _same_tower(model: str) -> str:
     return model.removesuffix("-quickgelu")  # the same weights; the activation is warned about separately
 
@@ -157,6 +204,8 @@ def check_matching_towers(backbone: str, weights: str | None, knowledge: str) ->
     if image_model is None or not knowledge.startswith("clip:"):
         return False
     text_model, _, text_tag = knowledge.removeprefix("clip:").partition("@")
+    if text_model.endswith(".json"):  # a config file: its architecture is checked against the ViT (check_text_tower)
+        return True
     tag = _backbone_tag(backbone, weights)
     image_tag = open_clip_tag_for(image_model, tag) if tag else None
     if weights not in (None, "hub", "random") and tag is None:
@@ -204,12 +253,15 @@ class KnowledgeEncoder:
         except ImportError as err:
             raise KnowledgeError("CLIP knowledge needs open_clip: pip install open_clip_torch") from err
         name, _, tag = rest.partition("@")
+        name = register_config_file(name)
         if name == "auto":
             raise KnowledgeError("clip:auto is resolved from the backbone (lorevit.knowledge.resolve_knowledge) "
                                  "before a text tower is built; name the tower here, e.g. clip:ViT-B-16-quickgelu@openai")
         warn_gelu_openai(name, tag)
         try:
-            model = open_clip.create_model(name, pretrained=tag or None)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # a random tower (no tag) is the same in every process (DDP ranks, reloads)
+                model = open_clip.create_model(name, pretrained=tag or None)
         except Exception as err:
             raise KnowledgeError(
                 f"open_clip cannot create {name!r} with weights {tag or 'random'!r} ({err}); "

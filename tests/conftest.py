@@ -87,3 +87,22 @@ def tiny_adapter(tmp_path_factory):
     data = write_color_folder(root / "colors", per_class=(4, 2))
     train(tiny_config(root / "run", data, epochs=1, shots=4, batch_size=4))
     return root / "run"
+
+
+# issue 20: a tiny random CLIP — timm's CLIP image tower with tiny shapes, and the open_clip text tower of an open_clip
+# model config (knowledge: clip:<path>.json) whose vision part has the same shapes (checked by check_text_tower)
+TINY_CLIP_VIT = "vit_base_patch16_clip_quickgelu_224"
+TINY_CLIP_KWARGS = {"patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2, "num_classes": 64}
+TINY_CLIP_CONFIG = {"embed_dim": 64, "quick_gelu": True,
+                    "vision_cfg": {"image_size": TINY_SIZE, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+                    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> str:
+    """The knowledge spec of the tiny random CLIP text tower (an open_clip model config file)."""
+    import json
+
+    path = tmp_path_factory.mktemp("clip") / "lorevit-tiny-clip.json"
+    path.write_text(json.dumps(TINY_CLIP_CONFIG))
+    return f"clip:{path}"

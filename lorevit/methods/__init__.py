@@ -31,6 +31,14 @@ for _name, _cls, _options in (("lora", Lora, LoraOptions), ("adaptformer", Adapt
                               ("adapter", Adapter, AdapterOptions), ("ssf", SSF, SSFOptions),
                               ("bitfit", BitFit, NoOptions), ("full", FullFineTuning, NoOptions)):
     register_method(_name, _cls, _options, builtin=True)  # issue 19: the vision PETL baselines
+from lorevit.methods.coop import CoOp, CoOpOptions
+from lorevit.methods.cocoop import CoCoOp, CoCoOpOptions
+from lorevit.methods.prograd import ProGrad, ProGradOptions
+from lorevit.methods.clip_adapter import ClipAdapter, ClipAdapterOptions
+
+for _name, _cls, _options in (("coop", CoOp, CoOpOptions), ("cocoop", CoCoOp, CoCoOpOptions),
+                              ("prograd", ProGrad, ProGradOptions), ("clip-adapter", ClipAdapter, ClipAdapterOptions)):
+    register_method(_name, _cls, _options, builtin=True)  # issue 20: the CLIP baselines (BASELINES_CLIP.md)
 check_builtins()
 
 

@@ -115,6 +115,10 @@ class Method(nn.Module):
         that depend on the config (CoOp's epochs by shot count, CLIP-LoRA's ``max_steps`` = 500·shots)."""
         return dict(cls.recipe)
 
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Refuse a config this method cannot run with (a ``UserError``), before a run writes any file."""
+
     def build_head(self, context: MethodContext) -> nn.Module | None:
         """The task head (kind 3), or None for the ``head`` config key's (linear | clip)."""
         return None

@@ -10,6 +10,7 @@ built-ins' options also take the flat config keys of the same name (``--n-global
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import re
 from typing import Any
 
@@ -89,8 +90,9 @@ def option_fields(name: str) -> list[dataclasses.Field]:
 def build_options(name: str, values: dict[str, Any] | None = None) -> Any:
     """The options of method ``name`` from ``values`` (missing ones take their defaults), each value checked
     against its field's type; an unknown option or a value the dataclass refuses is one ConfigError."""
-    values = dict(values or {})
     fields = {f.name: f for f in option_fields(name)}
+    # an option named like a Python keyword (ProGrad's ``lambda``) is the field ``lambda_``
+    values = {(k + "_" if keyword.iskeyword(k) and k + "_" in fields else k): v for k, v in (values or {}).items()}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         valid = ", ".join(fields) or "none"

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lorevit.backbone import PromptedViT
-from lorevit.knowledge import ZERO_SHOT_TEMPLATE, check_matching_towers, class_features
+from lorevit.knowledge import ZERO_SHOT_TEMPLATE, check_text_tower, class_features
 from lorevit.methods.base import Method, MethodContext
 
 
@@ -29,7 +29,7 @@ class ZeroShotHead(nn.Module):
     def __init__(self, backbone: PromptedViT, text_features: torch.Tensor, knowledge: str | None = None):
         super().__init__()
         if knowledge is not None:  # the text tower of another CLIP model or tag: a KnowledgeError
-            check_matching_towers(backbone.name, backbone.weights, knowledge)
+            check_text_tower(backbone, knowledge)
         projection = backbone.vit.head
         if isinstance(projection, nn.Identity) or getattr(projection, "out_features", None) != text_features.shape[1]:
             raise ValueError(

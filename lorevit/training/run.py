@@ -30,7 +30,7 @@ from lorevit.utils.io import write_json, write_text
 from lorevit.utils.lock import output_lock
 from lorevit.config import ARCH_KEYS
 from lorevit.factory import create_model, resolve_config
-from lorevit.methods import options_from_config
+from lorevit.methods import method_class, options_from_config
 from lorevit.model import PromptedClassifier
 from lorevit.training.datamodule import ClassificationData
 
@@ -41,6 +41,7 @@ def validate(cfg: Config) -> None:
     """What Config's own checks cannot know: the machine's accelerators and the installed logger packages."""
     logger_names(cfg)  # a logger whose package is missing: one ConfigError naming it, before any file is written
     options_from_config(cfg)  # the method's options, checked by its dataclass: one ConfigError before any file
+    method_class(cfg.method).check_config(cfg)  # what a method needs of the config (a CLIP text tower, ...)
     if cfg.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"accelerator: {cfg.accelerator!r} asked for, but this machine has no CUDA GPU "
                           "(torch.cuda.is_available() is False); use --accelerator cpu or auto")

@@ -1,0 +1,269 @@
+"""Issue 20: the CLIP baselines (CoOp, CoCoOp, ProGrad, CLIP-Adapter) — BASELINES_CLIP.md's invariants on a tiny
+random CLIP (timm's CLIP image tower + the open_clip text tower of a model config), counts on ViT-B/16 shapes, and
+runs through the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lorevit
+from lorevit.knowledge import class_features
+
+from .conftest import TINY_CLIP_KWARGS, TINY_CLIP_VIT, TINY_SIZE, assert_gradients_reach_only_trainable
+
+pytest.importorskip("open_clip")
+CLASSES = ["red square", "green_circle", "blue triangle"]
+
+
+def _model(method, knowledge, classes=CLASSES, **options):
+    torch.manual_seed(0)
+    return lorevit.create_model(method, classes, backbone=TINY_CLIP_VIT, weights="random", img_size=TINY_SIZE,
+                                backbone_kwargs=TINY_CLIP_KWARGS, knowledge=knowledge, method_options=options or None)
+
+
+def _images(n=4, seed=1):
+    return torch.randn(n, 3, TINY_SIZE, TINY_SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def _logits(model, images=None):
+    with torch.no_grad():
+        return model.eval()(_images() if images is None else images).logits
+
+
+def _zero_shot(model, knowledge, template="a photo of a {}.", images=None, classes=CLASSES):
+    """The zero-shot logits by another path: open_clip's own encode_text on the template strings."""
+    with torch.no_grad():
+        features = model.backbone(_images() if images is None else images)
+        image = F.normalize(model.backbone.vit.head(features), dim=-1)
+        text = class_features(knowledge, [c.replace("_", " ") for c in classes], template)
+        return model.method.logit_scale * image @ text.t()
+
+
+# --- CoOp §2 ----------------------------------------------------------------------------------------------------------
+def test_coop_from_a_photo_of_a_untrained_is_zero_shot_clip(tiny_clip):
+    model = _model("coop", tiny_clip, n_ctx=4, ctx_init="a photo of a")
+    torch.testing.assert_close(_logits(model), _zero_shot(model, tiny_clip), atol=1e-4, rtol=1e-4)
+    assert model.method.prompts.assemble(model.method.ctx).shape == (3, 77, 32)  # (b) 77 tokens, EOT as tokenised
+
+
+def test_coop_only_ctx_trains_and_gets_the_gradient(tiny_clip):
+    model = _model("coop", tiny_clip).train()
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["method.ctx"]
+    assert model.method.ctx.shape == (16, 32)
+    F.cross_entropy(model(_images()).logits, torch.tensor([0, 1, 2, 0])).backward()
+    assert_gradients_reach_only_trainable(model)
+    assert all(p.grad is None for p in model.method.tower.module.parameters())
+
+
+@pytest.mark.parametrize("position", ["middle", "front"])
+def test_coop_class_positions_keep_77_tokens_and_differ_from_end(tiny_clip, position):
+    end = _model("coop", tiny_clip, n_ctx=4)
+    other = _model("coop", tiny_clip, n_ctx=4, class_token_position=position)
+    seq = other.method.prompts.assemble(other.method.ctx)
+    assert seq.shape == (3, 77, 32)
+    torch.testing.assert_close(seq[:, -10:], end.method.prompts.assemble(end.method.ctx)[:, -10:])  # padding
+    assert not torch.allclose(_logits(end), _logits(other))
+
+
+def test_coop_csc_with_equal_rows_is_unified(tiny_clip):
+    unified = _model("coop", tiny_clip, n_ctx=4)
+    csc = _model("coop", tiny_clip, n_ctx=4, csc=True)
+    assert csc.method.ctx.shape == (3, 4, 32)
+    with torch.no_grad():
+        csc.method.ctx.copy_(unified.method.ctx.expand(3, -1, -1))
+    torch.testing.assert_close(_logits(csc), _logits(unified))
+
+
+def test_coop_adapter_retargets_to_other_class_names(tiny_clip):
+    model = _model("coop", tiny_clip, n_ctx=4, ctx_init="a photo of a")
+    state = model.trained_state_dict()
+    assert set(state) == {"method.ctx"}  # prompt buffers are rebuilt, never saved
+    other = _model("coop", tiny_clip, classes=["cat", "dog"], n_ctx=4, ctx_init="a photo of a")
+    other.load_trained_state_dict(state)
+    torch.testing.assert_close(_logits(other), _zero_shot(other, tiny_clip, classes=["cat", "dog"]), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("options,match", [({"ctx_init": "a photo of a", "n_ctx": 2}, "n_ctx=2"),
+                                           ({"ctx_init": "a photo", "csc": True}, "csc"),
+                                           ({"class_token_position": "left"}, "class_token_position")])
+def test_coop_bad_options(tiny_clip, options, match):
+    with pytest.raises((ValueError, lorevit.errors.UserError) if hasattr(lorevit, "errors") else ValueError, match=match):
+        _model("coop", tiny_clip, **options)
+
+
+# --- CoCoOp §3 --------------------------------------------------------------------------------------------------------
+def test_cocoop_with_a_zero_last_meta_layer_is_coop_and_zero_shot(tiny_clip):
+    cocoop = _model("cocoop", tiny_clip)
+    with torch.no_grad():
+        cocoop.method.meta_net[2].weight.zero_()
+        cocoop.method.meta_net[2].bias.zero_()
+    coop = _model("coop", tiny_clip, n_ctx=4, ctx_init="a photo of a")
+    torch.testing.assert_close(_logits(cocoop), _logits(coop), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(_logits(cocoop), _zero_shot(cocoop, tiny_clip), atol=1e-4, rtol=1e-4)
+
+
+def test_cocoop_logits_of_an_image_do_not_depend_on_the_batch(tiny_clip):
+    model = _model("cocoop", tiny_clip)
+    images = _images(4)
+    together = _logits(model, images)
+    alone = torch.cat([_logits(model, images[i: i + 1]) for i in range(4)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+    labels = torch.tensor([0, 1, 2, 1])  # (c) the batch loss is the mean of the batch-1 losses
+    with torch.no_grad():
+        losses = [F.cross_entropy(_logits(model, images[i: i + 1]), labels[i: i + 1]) for i in range(4)]
+    torch.testing.assert_close(F.cross_entropy(together, labels), torch.stack(losses).mean())
+
+
+def test_cocoop_gradients_reach_ctx_and_the_meta_net_only(tiny_clip):
+    model = _model("cocoop", tiny_clip).train()
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == \
+        {"method.ctx", *(f"method.meta_net.{i}.{w}" for i in (0, 2) for w in ("weight", "bias"))}
+    F.cross_entropy(model(_images()).logits, torch.tensor([0, 1, 2, 0])).backward()
+    assert_gradients_reach_only_trainable(model)
+
+
+# --- ProGrad §4 -------------------------------------------------------------------------------------------------------
+def test_prograd_gradient_rule_against_hand_numbers():
+    from lorevit.methods.prograd import prograd_gradient
+
+    g_ce, g_kl = torch.tensor([1.0, -2.0]), torch.tensor([0.0, 3.0])  # disagree: g_ce·ĝ = -2
+    torch.testing.assert_close(prograd_gradient(g_ce, g_kl, 1.0), torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(prograd_gradient(g_ce, g_kl, 0.5), torch.tensor([1.0, -1.0]))
+    torch.testing.assert_close(prograd_gradient(g_ce, g_kl, 0.0), g_ce)  # λ = 0: CoOp's
+    torch.testing.assert_close(prograd_gradient(g_ce, -g_kl, 1.0), g_ce)  # they agree: CoOp's
+    torch.testing.assert_close(prograd_gradient(g_ce, 7.0 * g_kl, 1.0), prograd_gradient(g_ce, g_kl, 1.0))  # scale-free
+    g = prograd_gradient(torch.randn(16, 8), torch.randn(16, 8), 1.0)
+    assert g.shape == (16, 8)
+
+
+def test_prograd_step_projects_the_ce_gradient_and_is_orthogonal_to_g_kl(tiny_clip):
+    from lorevit.methods.prograd import prograd_gradient, soft_target_loss
+
+    model = _model("prograd", tiny_clip).train()
+    method, labels, images = model.method, torch.tensor([0, 1, 2, 0]), _images()
+    k = method.prompts.init_len
+    assert k == 4 and method.ctx[: 16 - k].abs().sum() == 0  # ProGrad's init: zeros, then "a photo of a"
+    with torch.no_grad():  # (a) the teacher is zero-shot CLIP with the template
+        teacher = method.teacher_logits(method.image_features(model.backbone(images)))
+    torch.testing.assert_close(teacher, _zero_shot(model, tiny_clip, images=images))
+    with torch.no_grad():
+        method.ctx.add_(0.3 * torch.randn_like(method.ctx))  # a student that disagrees with its teacher
+    # by hand: the two gradients, with the hook off (eval mode skips it)
+    model.eval()
+    student = model(images).logits
+    g_ce, = torch.autograd.grad(F.cross_entropy(student, labels), method.ctx, retain_graph=True)
+    g_kl, = torch.autograd.grad(soft_target_loss(student, teacher, 1.0), method.ctx)
+    model.train()
+    F.cross_entropy(model(images).logits, labels).backward()
+    torch.testing.assert_close(method.ctx.grad, prograd_gradient(g_ce, g_kl, 1.0), atol=1e-6, rtol=1e-4)
+    if (g_ce * g_kl).sum() < 0:
+        assert abs(float((method.ctx.grad * g_kl).sum())) < 1e-6 * float(g_ce.norm() * g_kl.norm())
+    assert_gradients_reach_only_trainable(model)
+    assert not method._pending  # the hook fired once and was removed
+
+
+def test_prograd_lambda_is_the_option_lambda(tiny_clip):
+    from lorevit.methods import build_options
+
+    assert build_options("prograd", {"lambda": 0.8}).lambda_ == 0.8
+
+
+# --- CLIP-Adapter §5 --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("side", ["visual", "text", "both"])
+def test_clip_adapter_alpha_0_is_zero_shot(tiny_clip, side):
+    model = _model("clip-adapter", tiny_clip, alpha=0.0, side=side, template="{} texture.")
+    torch.testing.assert_close(_logits(model), _zero_shot(model, tiny_clip, "{} texture."), atol=1e-5, rtol=1e-5)
+
+
+def test_clip_adapter_w2_zero_is_zero_shot_and_a_is_non_negative(tiny_clip):
+    model = _model("clip-adapter", tiny_clip)
+    f = torch.randn(5, 64)
+    assert (model.method.visual(f) >= 0).all()
+    with torch.no_grad():
+        model.method.visual[2].weight.zero_()
+    torch.testing.assert_close(_logits(model), _zero_shot(model, tiny_clip), atol=1e-5, rtol=1e-5)
+
+
+def test_clip_adapter_trains_the_adapter_only(tiny_clip):
+    model = _model("clip-adapter", tiny_clip).train()
+    F.cross_entropy(model(_images()).logits, torch.tensor([0, 1, 2, 0])).backward()
+    assert_gradients_reach_only_trainable(model)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"method.visual.0.weight", "method.visual.2.weight"}
+
+
+# --- counts on the real ViT-B/16 + text tower shapes (random weights) --------------------------------------------------
+@pytest.fixture(scope="module")
+def vit_b16():
+    from lorevit.backbone import create_backbone
+
+    return create_backbone("vit_base_patch16_clip_quickgelu_224", "random", 224)
+
+
+@pytest.mark.parametrize("method,count", [("coop", 8_192), ("cocoop", 35_360), ("prograd", 8_192),
+                                          ("clip-adapter", 131_072)])
+def test_trainable_counts_on_vit_b16_equal_the_spec(vit_b16, method, count):
+    model = lorevit.create_model(method, ["cat", "dog"], backbone=vit_b16, knowledge="clip:auto")
+    assert model.parameter_counts()[0] == count
+
+
+# --- bad input and the CLI --------------------------------------------------------------------------------------------
+def _argv(method, data, out, knowledge, *extra):
+    return ["train", "--method", method, "--backbone", TINY_CLIP_VIT, "--weights", "random", "--backbone-kwargs",
+            json.dumps(TINY_CLIP_KWARGS), "--img-size", str(TINY_SIZE), "--dataset", "imagefolder", "--data-root",
+            str(data), "--shots", "4", "--epochs", "1", "--batch-size", "4", "--knowledge", knowledge,
+            "--accelerator", "cpu", "--progress", "false", "--output", str(out), *extra]
+
+
+@pytest.mark.parametrize("knowledge,extra,match", [
+    ("st:minilm", [], "no CLIP text tower"),
+    (None, ["--method-options", '{ctx_init: "a photo of a", n_ctx: 2}'], "n_ctx=2"),
+    (None, ["--method-options", '{ctx_init: "a photo", csc: true}'], "csc"),
+])
+def test_bad_input_is_one_error_line_and_writes_nothing(tiny_clip, color_folder, tmp_path, capsys, knowledge, extra,
+                                                        match):
+    from lorevit.cli import main
+
+    code = main(_argv("coop", color_folder, tmp_path / "run", knowledge or tiny_clip, *extra))
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("lorevit: error:") and err.count("\n") == 1 and match in err, err
+    assert not (tmp_path / "run").exists()
+
+
+CLI_RUNS = [("coop", {"n_ctx": 4}), ("cocoop", {}), ("prograd", {"n_ctx": 8}), ("clip-adapter", {"side": "both"})]
+
+
+@pytest.mark.parametrize("method,options", CLI_RUNS, ids=[m for m, _ in CLI_RUNS])
+def test_each_trains_through_the_cli_and_reloads_with_identical_logits(tiny_clip, color_folder, tmp_path, method,
+                                                                       options):
+    from lorevit.cli import main
+
+    out = tmp_path / method
+    assert main(_argv(method, color_folder, out, tiny_clip, "--method-options", json.dumps(options),
+                      "--recipe", "lore")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == method and 0 <= metrics["test_top1"] <= 100
+    model, _ = lorevit.load_adapter(out)
+    again, _ = lorevit.load_adapter(out)
+    assert torch.equal(_logits(model), _logits(again))
+    fresh = _model(method, tiny_clip, classes=model.classnames, **options).trained_state_dict()
+    assert set(fresh) == set(model.trained_state_dict())
+    assert any(not torch.equal(t, fresh[k]) for k, t in model.trained_state_dict().items())  # trained values came back
+
+
+def test_published_recipe_is_recorded(tiny_clip, color_folder, tmp_path):
+    """CoCoOp's recipe (batch 1, SGD 0.002, constant warm-up 1e-5) fills the unset keys and is recorded."""
+    from lorevit.cli import main
+
+    out = tmp_path / "cocoop"
+    argv = _argv("cocoop", color_folder, out, tiny_clip)
+    i = argv.index("--batch-size")
+    del argv[i: i + 2]  # the recipe's batch 1
+    assert main(argv) == 0
+    import yaml
+
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["recipe"] == "published" and cfg["batch_size"] == 1 and cfg["lr"] == 0.002
+    assert cfg["warmup"] == "constant" and cfg["warmup_lr"] == 1e-5 and cfg["weight_decay"] == 5e-4
