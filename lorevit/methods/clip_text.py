@@ -48,6 +48,15 @@ def check_template(template: str) -> str:
     return template
 
 
+def check_context(n_ctx: int, ctx_init: str) -> None:
+    """CoOp-family options: M ≥ 1 learned context vectors, at least as many as ``ctx_init``'s words."""
+    if n_ctx < 1:
+        raise ValueError(f"n_ctx must be >= 1, got {n_ctx}")
+    if len(ctx_init.split()) > n_ctx:  # each word is at least one token (checked exactly when built)
+        raise ValueError(f"ctx_init {ctx_init!r} has more words than n_ctx={n_ctx} slots; set n_ctx to at "
+                         f"least {len(ctx_init.split())} or shorten ctx_init")
+
+
 def clip_tower(context: MethodContext, method: str):
     """The frozen open_clip text tower matching the backbone (``knowledge: clip:auto``); one KnowledgeError
     (a ``lorevit: error:`` line) for a backbone without one or another CLIP's tower."""

@@ -17,7 +17,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import MethodContext
-from lorevit.methods.clip_text import ClassPrompts, TextSideMethod
+from lorevit.methods.clip_text import ClassPrompts, TextSideMethod, check_context
 from lorevit.methods.coop import coop_family_recipe
 
 
@@ -27,11 +27,7 @@ class CoCoOpOptions:
     ctx_init: str = field(default="a photo of a", metadata={"help": "initial context words; empty: N(0, 0.02)"})
 
     def __post_init__(self) -> None:
-        if self.n_ctx < 1:
-            raise ValueError(f"n_ctx must be >= 1, got {self.n_ctx}")
-        if len(self.ctx_init.split()) > self.n_ctx:  # each word is at least one token (checked exactly when built)
-            raise ValueError(f"ctx_init {self.ctx_init!r} has more words than n_ctx={self.n_ctx} slots; set n_ctx to at "
-                             f"least {len(self.ctx_init.split())} or shorten ctx_init")
+        check_context(self.n_ctx, self.ctx_init)
 
 
 class MetaNet(nn.Sequential):

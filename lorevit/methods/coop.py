@@ -21,7 +21,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import MethodContext
-from lorevit.methods.clip_text import ClassPrompts, TextSideMethod
+from lorevit.methods.clip_text import ClassPrompts, TextSideMethod, check_context
 
 POSITIONS = ("end", "middle", "front")
 
@@ -50,11 +50,7 @@ class CoOpOptions:
     csc: bool = field(default=False, metadata={"help": "class-specific context (C×M×w) instead of one shared"})
 
     def __post_init__(self) -> None:
-        if self.n_ctx < 1:
-            raise ValueError(f"n_ctx must be >= 1, got {self.n_ctx}")
-        if len(self.ctx_init.split()) > self.n_ctx:  # each word is at least one token (checked exactly when built)
-            raise ValueError(f"ctx_init {self.ctx_init!r} has more words than n_ctx={self.n_ctx} slots; set n_ctx to at "
-                             f"least {len(self.ctx_init.split())} or shorten ctx_init")
+        check_context(self.n_ctx, self.ctx_init)
         if self.class_token_position not in POSITIONS:
             raise ValueError(f"class_token_position must be one of {', '.join(POSITIONS)}, got {self.class_token_position!r}")
         if self.csc and self.ctx_init:

@@ -81,8 +81,9 @@ def tsne_view(adapter: str | Path, output: str | Path, dataset: str | None = Non
               split: str = "test", limit: int | None = 500, seed: int = 0, weights: str | None = "unset",
               strict: bool = False) -> dict:
     """The t-SNE figure and CSV for ``limit`` seeded images of a split (the adapter's own dataset by default)."""
-    from lorevit.data import build_dataset, subset_indices
+    from lorevit.data import subset_indices
     from lorevit.data.transforms import image_transforms
+    from lorevit.tools.visualize import adapter_dataset
     from lorevit.factory import load_adapter
     from lorevit.tools.locality import changes_the_vit
 
@@ -91,11 +92,7 @@ def tsne_view(adapter: str | Path, output: str | Path, dataset: str | None = Non
     model, cfg = load_adapter(adapter, weights=weights, strict=strict)
     transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False)
     name = dataset or cfg.dataset
-    root = data_root if data_root is not None else (cfg.data_root if dataset in (None, cfg.dataset) else None)
-    data = build_dataset(name, split, root=root, transform=transform)
-    if list(data.classnames) != model.classnames:
-        raise ConfigError(f"dataset {name!r} has classes {list(data.classnames)[:3]}..., the adapter was trained "
-                          f"on {model.classnames[:3]}...; use the adapter's own dataset")
+    data = adapter_dataset(model, cfg, dataset, data_root, split, transform)
     indices = subset_indices(len(data), limit if limit is None else min(limit, len(data)), seed)
     if len(indices) < 3:
         raise ConfigError(f"{name} {split} holds {len(indices)} image(s); a t-SNE needs at least 3")

@@ -151,16 +151,11 @@ def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str
                 raise ConfigError(f"cannot read image {path}: {err}") from err
             names.append(Path(path).name)
     else:
-        from lorevit.data import build_dataset, subset_indices
+        from lorevit.data import subset_indices
 
         if count < 1:
             raise ConfigError("--count must be a positive integer")
-        name = dataset or cfg.dataset
-        root = data_root if data_root is not None else (cfg.data_root if dataset in (None, cfg.dataset) else None)
-        data = build_dataset(name, split, root=root, transform=transform)
-        if list(data.classnames) != model.classnames:
-            raise ConfigError(f"dataset {name!r} has classes {list(data.classnames)[:3]}..., the adapter was trained "
-                              f"on {model.classnames[:3]}...; pick images of the adapter's own classes")
+        data = adapter_dataset(model, cfg, dataset, data_root, split, transform)
         indices = subset_indices(len(data), min(count, len(data)), seed)
         items = [data[i] for i in indices]
         masks = [dataset_mask(data, i) for i in indices]  # None where the dataset has no mask
@@ -237,3 +232,15 @@ def _row_scores(raw: dict, masks: list, backbone, images: torch.Tensor, img_size
 # ----------------------------------------------------------------------------- CLI
 
 
+def adapter_dataset(model, cfg, dataset: str | None, data_root: str | None, split: str, transform):
+    """The images to look at: ``dataset`` (default: the adapter's own, from its own root), refused when its classes
+    are not the adapter's."""
+    from lorevit.data import build_dataset
+
+    name = dataset or cfg.dataset
+    root = data_root if data_root is not None else (cfg.data_root if dataset in (None, cfg.dataset) else None)
+    data = build_dataset(name, split, root=root, transform=transform)
+    if list(data.classnames) != model.classnames:
+        raise ConfigError(f"dataset {name!r} has classes {list(data.classnames)[:3]}..., the adapter was trained "
+                          f"on {model.classnames[:3]}...; use images of the adapter's own classes")
+    return data
