@@ -99,13 +99,15 @@ def _read_zero_shot_cache(path: Path, size: int) -> torch.Tensor:
 STAGES_FILE = "stages.json"  # easy-to-hard: each stage's images, and its results once it has finished
 
 
-def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationData, out: Path) -> dict:
+def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationData, out: Path,
+                 resume_auto: bool = False) -> dict:
     """Spec "Protocols": LORE-e on the N easiest images per class, then LORE-h on LORE-e's N hardest.
 
     Resumable per stage: ``stages.json`` records each stage's images as soon as they are chosen and its
     results once it has finished; each stage checkpoints to ``checkpoints/<stage>/last.ckpt``. ``--resume``
     reloads a finished easy stage (its trained state from its checkpoint, its results from the record)
-    instead of training it again, and continues the stage the run was killed in from its checkpoint.
+    instead of training it again, and continues the stage the run was killed in from its checkpoint (with
+    ``resume_auto``, from the one before it when that checkpoint is damaged).
     """
     record = read_stages(out) if cfg.resume else {}
     targets = torch.tensor(data.train_set.targets)
@@ -120,12 +122,13 @@ def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationDat
     easy = data.train_indices = record["easy"]["indices"]
     negatives = zero_shot_negatives(cfg, model, data)
     if "test_top1" in record["easy"]:  # finished before the run stopped: its trained state back, no training
-        load_trained_state(model, out / "checkpoints" / "easy" / "last.ckpt")
+        # its final state, checked whole; never the one before it (the recorded results are the final state's)
+        load_trained_state(model, stage_checkpoint(cfg, out, "easy") or out / "checkpoints" / "easy" / "last.ckpt")
         easy_metrics, easy_history = {"test_top1": record["easy"]["test_top1"]}, record["easy"]["history"]
         easy_time = {k: record["easy"][k] for k in ("train_s", "test_s", "world_size")}
     else:
         easy_metrics, easy_history, easy_time = fit_and_test(cfg, model, data, out, stage="easy", negatives=negatives,
-                                                             ckpt_path=stage_checkpoint(cfg, out, "easy"))
+                                                             ckpt_path=stage_checkpoint(cfg, out, "easy", resume_auto))
         record["easy"].update(test_top1=easy_metrics["test_top1"], history=easy_history, **easy_time)
         write_stages(out, record)
 
@@ -141,7 +144,7 @@ def easy_to_hard(cfg: Config, model: PromptedClassifier, data: ClassificationDat
     negatives = zero_shot_negatives(cfg, model, data)
     hard_metrics, hard_history, hard_time = fit_and_test(cfg, model, data, out, stage="hard", epochs=cfg.hard_epochs,
                                                          lr=cfg.hard_lr, negatives=negatives,
-                                                         ckpt_path=stage_checkpoint(cfg, out, "hard"))
+                                                         ckpt_path=stage_checkpoint(cfg, out, "hard", resume_auto))
     return {
         "test_top1": hard_metrics["test_top1"], "test_top5": hard_metrics["test_top5"],
         "test_images": hard_metrics["test_images"],
@@ -172,10 +175,15 @@ def write_stages(out: Path, record: dict) -> None:
         write_json(out / STAGES_FILE, record)
 
 
-def stage_checkpoint(cfg: Config, out: Path, stage: str) -> Path | None:
-    """The stage's own ``last.ckpt`` when resuming and it exists (a stage killed before its first one starts anew)."""
+def stage_checkpoint(cfg: Config, out: Path, stage: str, auto: bool = False) -> Path | None:
+    """The stage's own ``last.ckpt`` when resuming and it exists (a stage killed before its first one starts anew);
+    checked whole first (:func:`lorevit.training.trainer.resume_checkpoint`: ``auto`` falls back to the one before)."""
+    from lorevit.training.trainer import previous_checkpoint, resume_checkpoint
+
     path = out / "checkpoints" / stage / "last.ckpt"
-    return path if cfg.resume and path.is_file() else None
+    if not cfg.resume or not (path.is_file() or previous_checkpoint(path).is_file()):
+        return None
+    return resume_checkpoint(path, auto)
 
 
 def load_trained_state(model: PromptedClassifier, path: Path) -> None:

@@ -232,7 +232,7 @@ def _train_locked(cfg: Config, out: Path, backbone: PromptedViT | None, data: Cl
         short = short_classes(data.train_set.targets, cfg.shots)
         metrics["fewer_shots"] = {data.classnames[c]: n for c, n in short.items()}
     if cfg.protocol == "easy-to-hard":
-        metrics.update(easy_to_hard(cfg, model, data, out))
+        metrics.update(easy_to_hard(cfg, model, data, out, resume_auto))
         metrics["num_train"] = len(data.train_indices)
     else:
         if rank_zero_only.rank == 0:

@@ -227,3 +227,20 @@ def test_a_damaged_adapter_is_one_error_naming_it(tmp_path, color_folder, capsys
     assert main(["predict", "--adapter", str(damaged), str(image)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "adapter.safetensors" in err
+
+
+def test_an_easy_to_hard_stage_checkpoint_falls_back_only_with_auto(tmp_path):
+    from lorevit.config import Config
+    from lorevit.training.protocols import stage_checkpoint
+
+    out = tmp_path / "e2h"
+    last = out / "checkpoints" / "hard" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    cfg = Config(resume=True, output=str(out))
+    assert stage_checkpoint(cfg, out, "hard", auto=True) is None  # a stage killed before its first checkpoint
+    torch.save({"state_dict": {}, "epoch": 0}, previous_checkpoint(last))
+    last.write_bytes(b"not a checkpoint")
+    assert stage_checkpoint(cfg, out, "hard", auto=True) == previous_checkpoint(last)
+    with pytest.raises(DamagedFileError, match="hard/last.ckpt"):
+        stage_checkpoint(cfg, out, "hard")
+    assert stage_checkpoint(Config(resume=False, output=str(out)), out, "hard", auto=True) is None
