@@ -206,19 +206,21 @@ def train(cfg: Config, backbone: PromptedViT | None = None, data: Classification
     cfg = resolve_resume(cfg)
     validate(cfg)
     out = prepare_output(cfg)
-    # a second run on this --output is refused (issue 25 §2); SIGTERM/SIGUSR1 stop it where it is safe (§1)
-    with output_lock(out), preemption_signals():
-        return _train_locked(cfg, out, backbone, data, test, resume_auto)
-
-
-def _train_locked(cfg: Config, out: Path, backbone: PromptedViT | None, data: ClassificationData | None, test: bool,
-                  resume_auto: bool) -> dict:
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if backbone is None:
         backbone = create_backbone(cfg.backbone, cfg.weights, cfg.img_size, **cfg.backbone_kwargs)
     if data is None:
         data = ClassificationData(cfg, backbone.data_config)
+    # Once the data and backbone are known good (a bad input is reported as itself, not as a busy folder): a second
+    # run on this --output is refused before it writes anything (issue 25 §2); SIGTERM/SIGUSR1 stop the run where it
+    # is safe (§1)
+    with output_lock(out), preemption_signals():
+        return _train_locked(cfg, out, backbone, data, test, resume_auto, start)
+
+
+def _train_locked(cfg: Config, out: Path, backbone: PromptedViT, data: ClassificationData, test: bool,
+                  resume_auto: bool, start: float) -> dict:
     model = create_model(cfg.method, data.classnames, backbone=backbone, knowledge=cfg.knowledge,
                          method_options=cfg.method_options, **{k: getattr(cfg, k) for k in ARCH_KEYS})
     if rank_zero_only.rank == 0:

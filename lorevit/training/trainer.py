@@ -180,7 +180,9 @@ PREEMPTION = _Recorder()
 def preemption_signals():
     """SIGTERM / SIGUSR1 recorded for the whole run (training, testing and writing its files): a second signal while
     a preempted run writes its metrics (a scheduler's SIGTERM, then the user's scancel), or one during the test
-    phase, never kills it half-way. The previous handlers come back when the run returns."""
+    phase, never kills it half-way. The previous handlers come back when the run returns — unless the run was
+    signalled: the process has been asked to stop, and a second signal on its way out (the CLI printing, exiting
+    with 75) must not turn a clean preemption into a kill, so ours stay (recording only) until the process exits."""
     import signal
 
     PREEMPTION.received, PREEMPTION.active = None, True
@@ -188,9 +190,11 @@ def preemption_signals():
     try:
         yield PREEMPTION
     finally:
+        signalled = PREEMPTION.received is not None
         PREEMPTION.active, PREEMPTION.received = False, None
         for name, handler in previous.items():
-            signal.signal(getattr(signal, name), handler)
+            if not signalled:
+                signal.signal(getattr(signal, name), handler)
 
 
 class PreemptionCheckpoint(L.Callback):

@@ -18,15 +18,18 @@ ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 STEPS = 18  # 36 images, batches of 2
 
 
-def _signal_after_next_checkpoint(out, argv, signals, delay=0.3):
-    """Start ``argv``; once it writes its next last.ckpt (an epoch's end), wait ``delay`` s (a few steps into the next
-    epoch), send ``signals`` (a burst); its exit status."""
+def _signal_after_next_checkpoint(out, argv, signals, delay=0.3, after_step=None):
+    """Start ``argv``; once it writes its next last.ckpt (with ``after_step``: the first one past that step), wait
+    ``delay`` s, send ``signals`` (a burst); its exit status."""
     ckpt = out / "checkpoints" / "last.ckpt"
     before = ckpt.stat().st_mtime_ns if ckpt.is_file() else None
     process = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
     while process.poll() is None and time.time() < deadline:
         if ckpt.is_file() and ckpt.stat().st_mtime_ns != before:
+            before = ckpt.stat().st_mtime_ns
+            if after_step is not None and torch.load(ckpt, weights_only=False)["global_step"] <= after_step:
+                continue  # written by rename: always whole
             time.sleep(delay)
             for sig in signals:
                 process.send_signal(sig)
@@ -39,8 +42,9 @@ def _signal_after_next_checkpoint(out, argv, signals, delay=0.3):
 
 def test_sigterm_inside_an_epoch_then_resume_auto_is_the_uninterrupted_run(tmp_path, color_folder):
     out = tmp_path / "preempted"
-    argv = _argv(color_folder, out, "--resume", "auto")
-    code, err = _signal_after_next_checkpoint(out, argv, [signal.SIGTERM])
+    # step checkpoints every 3 steps: the signals land inside an epoch however fast the machine is
+    argv = _argv(color_folder, out, "--resume", "auto", "--checkpoint_every_n_steps", "3")
+    code, err = _signal_after_next_checkpoint(out, argv, [signal.SIGTERM], delay=0.0, after_step=STEPS)
     assert code == EXIT_PREEMPTED, err[-3000:]
     assert "preempted by SIGTERM" in err and "--resume auto" in err and "Traceback" not in err
     record = json.loads((out / "metrics.json").read_text())
@@ -50,7 +54,7 @@ def test_sigterm_inside_an_epoch_then_resume_auto_is_the_uninterrupted_run(tmp_p
     first_stop = record["step"]
 
     # the resumed job is preempted again, by two SIGTERMs in a row (SLURM's, then the user's scancel)
-    code, err = _signal_after_next_checkpoint(out, argv, [signal.SIGTERM, signal.SIGTERM])
+    code, err = _signal_after_next_checkpoint(out, argv, [signal.SIGTERM, signal.SIGTERM], delay=0.0)
     assert code == EXIT_PREEMPTED, err[-3000:]
     record = json.loads((out / "metrics.json").read_text())
     assert record["status"] == "preempted" and record["step"] > first_stop
