@@ -120,16 +120,22 @@ def test_caltech101_fallback_has_100_classes_and_renames(tmp_path):
     assert not set(train.items) & set(test.items)
 
 
-def test_coop_split_json_and_tune(tmp_path):
+def _food101(tmp_path, split: dict):
+    """CoOp's Food101 layout: split_zhou_Food101.json and an image for every row."""
     root = tmp_path / "food-101"
-    split = {"train": [["apple_pie/1.jpg", 0, "apple_pie"], ["baby_back_ribs/2.jpg", 1, "baby_back_ribs"]],
-             "val": [["apple_pie/3.jpg", 0, "apple_pie"]],
-             "test": [["baby_back_ribs/4.jpg", 1, "baby_back_ribs"], ["apple_pie/5.jpg", 0, "apple_pie"]]}
     root.mkdir()
     (root / "split_zhou_Food101.json").write_text(json.dumps(split))
-    for key in split.values():
-        for rel, _, _ in key:
+    for rows in split.values():
+        for rel, _, _ in rows:
             _img(root / "images" / rel)
+    return root
+
+
+def test_coop_split_json_and_tune(tmp_path):
+    root = _food101(tmp_path, {
+        "train": [["apple_pie/1.jpg", 0, "apple_pie"], ["baby_back_ribs/2.jpg", 1, "baby_back_ribs"]],
+        "val": [["apple_pie/3.jpg", 0, "apple_pie"]],
+        "test": [["baby_back_ribs/4.jpg", 1, "baby_back_ribs"], ["apple_pie/5.jpg", 0, "apple_pie"]]})
     train = build_dataset("food101", "train", root=tmp_path)
     assert train.classnames == ["apple pie", "baby back ribs"] and len(train) == 2
     assert len(build_dataset("food101@tune", "test", root=tmp_path)) == 1
@@ -207,14 +213,9 @@ def test_imagenet_a_r_masks_against_wnid_lists(tmp_path):
 
 
 def test_base_new_views_relabel(tmp_path):
-    root = tmp_path / "food-101"
     names = [f"c{i}" for i in range(5)]
-    split = {k: [[f"{n}/{k}{j}.jpg", i, n] for i, n in enumerate(names) for j in range(2)] for k in ("train", "val", "test")}
-    root.mkdir()
-    (root / "split_zhou_Food101.json").write_text(json.dumps(split))
-    for rows in split.values():
-        for rel, _, _ in rows:
-            _img(root / "images" / rel)
+    _food101(tmp_path, {k: [[f"{n}/{k}{j}.jpg", i, n] for i, n in enumerate(names) for j in range(2)]
+                        for k in ("train", "val", "test")})
     base = build_dataset("food101@base", "test", root=tmp_path)
     new = build_dataset("food101@new", "test", root=tmp_path)
     assert base.classnames == ["c0", "c1", "c2"] and new.classnames == ["c3", "c4"]  # ceil(5/2) = 3 base classes

@@ -128,14 +128,15 @@ class LitClassifier(L.LightningModule):
         before the optimiser moves anything: ``on_nonfinite: stop`` raises :class:`lorevit.errors.Diverged`;
         ``skip`` drops the step's gradients (the optimisers skip a parameter without one) and counts it. Under
         16-mixed the GradScaler skips overflowing steps itself; only the loss is checked there."""
-        grads = [p.grad for p in self.model.parameters() if p.requires_grad and p.grad is not None]
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]  # trainable
         scaled = str(self.cfg.precision).startswith("16") and "mixed" in str(self.cfg.precision)
-        checks = [self._step_loss.float().reshape(1)] + ([] if scaled or not grads else
-                                                           [torch.stack(torch._foreach_norm(grads)).float()])
-        if bool(torch.isfinite(torch.cat([c.to(self._step_loss.device) for c in checks])).all()):  # one sync per step
+        checks = [self._step_loss.float().reshape(1)]
+        if params and not scaled:
+            checks.append(torch.stack(torch._foreach_norm([p.grad for p in params])).float())
+        if bool(torch.isfinite(torch.cat(checks)).all()):  # one sync per step
             return
         if self.cfg.on_nonfinite == "skip":
-            for p in self.model.parameters():
+            for p in params:
                 p.grad = None
             self.nonfinite_skipped += 1
             return
