@@ -186,6 +186,7 @@ class PromptedViT(nn.Module):
         return_attention: bool = False,
         grid: tuple[int, int] | None = None,
         shared: torch.Tensor | None = None,
+        appended: torch.Tensor | None = None,
     ) -> Tokens:
         """Run the blocks on E0 (B, M, d) with prompts (B, L, n, d) or (B, 1, n, d) (Eq. 12).
 
@@ -193,6 +194,9 @@ class PromptedViT(nn.Module):
         embeddings timm resamples (bicubic) to it; square when not given.
         ``shared`` (L, n_s, d), deep prompts only: the promise that ``prompts[:, :, :n_s]`` equals it for every
         image; their keys and values are then projected once per block (:class:`SharedPromptKV`), not per image.
+        ``appended`` (J, n_a, d), J ≤ depth: MaPLe's vision prompts (BASELINES_CLIP §6), the same for every image —
+        appended after the patch tokens before the pre-norm, replaced at the input of blocks 1…J−1 and carried
+        through the remaining blocks as ordinary tokens (:func:`append_prompts`, :func:`replace_appended`).
         """
         vit, P = self.vit, self.num_prefix
         if self.dynamic_size:
@@ -200,7 +204,13 @@ class PromptedViT(nn.Module):
                 side = math.isqrt(e0.shape[1])
                 grid = (side, e0.shape[1] // side)
             e0 = e0.unflatten(1, grid)  # B, h, w, d: what timm's dynamic _pos_embed reads
-        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(e0)))  # B, P + M, d
+        x = vit.patch_drop(vit._pos_embed(e0))  # B, P + M, d
+        M, a = x.shape[1] - P, 0 if appended is None else appended.shape[1]
+        if appended is not None:
+            if not 1 <= appended.shape[0] <= self.depth:
+                raise ValueError(f"appended prompts need 1 to {self.depth} sets (one per block), got {appended.shape[0]}")
+            x = append_prompts(x, appended[0])  # B, P + M + n_a, d
+        x = vit.norm_pre(x)
         deep = prompts is not None and prompts.shape[1] > 1
         if deep and prompts.shape[1] != self.depth:
             raise ValueError(f"deep prompts must have one set per block ({self.depth}), got {prompts.shape[1]}")
@@ -212,6 +222,8 @@ class PromptedViT(nn.Module):
             x = torch.cat([x[:, :P], prompts[:, 0].to(x.dtype), x[:, P:]], dim=1)  # B, P + n + M, d
         attention = None
         for i, block in enumerate(vit.blocks):
+            if appended is not None and 1 <= i < appended.shape[0]:
+                x = replace_appended(x, appended[i])
             last = i == self.depth - 1
             side = None  # prompt tokens whose outputs nobody reads: keys and values only
             if deep:
@@ -219,13 +231,15 @@ class PromptedViT(nn.Module):
             elif shallow and last:
                 x, side = torch.cat([x[:, :P], x[:, P + n :]], dim=1), x[:, P : P + n]
             if return_attention and last:
-                attention = cls_attention(block, x, side)[:, :, P : x.shape[1]]  # B, heads, M
+                attention = cls_attention(block, x, side)[:, :, P : P + M]  # B, heads, M
             if shared is not None and supports_side_tokens(block) and type(block.attn.qkv) is nn.Linear:
                 n_s = shared.shape[1]  # the images' own prompts are the rest: B, n - n_s, d
                 kv = self.shared_kv.get(i, block, shared, x.dtype)
                 x = block_with_side_tokens(block, x, side[:, n_s:], P, shared_kv=kv)
                 continue
             x = block(x) if side is None else block_with_side_tokens(block, x, side, P)
+        if a:
+            x = x[:, :-a]  # the carried prompts' outputs are not features
         return Tokens(vit.norm(x), P, attention)
 
     def pool(self, tokens: Tokens) -> torch.Tensor:
@@ -235,6 +249,18 @@ class PromptedViT(nn.Module):
     def forward(self, images: torch.Tensor, prompts: torch.Tensor | None = None) -> torch.Tensor:
         """Pooled features (B, d) of images, optionally prompted."""
         return self.pool(self.forward_tokens(self.embed_patches(images), prompts))
+
+
+def append_prompts(x: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+    """MaPLe's vision prompts V_0 (n, d), shared by the images, appended after the patch tokens of x (B, N, d) with
+    no position embedding, before ``ln_pre`` (timm's ``norm_pre``): B, N + n, d (BASELINES_CLIP §6, Vision tower)."""
+    return torch.cat([x, prompts.to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)], dim=1)
+
+
+def replace_appended(x: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+    """Before block i (1…J−1): the last n tokens of x (B, N, d), the previous block's prompt outputs, dropped and
+    V_i (n, d) appended in their place, so the sequence length stays N (replacement, not accumulation; §6)."""
+    return append_prompts(x[:, : x.shape[1] - prompts.shape[0]], prompts)
 
 
 def _heads(t: torch.Tensor, attn: nn.Module) -> torch.Tensor:

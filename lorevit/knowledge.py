@@ -21,6 +21,7 @@ import hashlib
 import logging
 import re
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -430,15 +431,34 @@ class ClipTextTower(TextTower):
     def token_embedding(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model.token_embedding(tokens["input_ids"])  # B, T (77), width
 
-    def forward(self, embeddings: torch.Tensor, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+    @property
+    def num_blocks(self) -> int:
+        return len(self.model.transformer.resblocks)
+
+    def forward(self, embeddings: torch.Tensor, tokens: dict[str, torch.Tensor],
+                before_block: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """``before_block(i, x)`` (x: B, T, width, batch first) may change the input of block i ≥ 1 (MaPLe's deep
+        language prompts replace rows of it, BASELINES_CLIP §6); the blocks are open_clip's own, called in order."""
         m = self.model
         cast = m.transformer.get_cast_dtype()
         x = embeddings.to(cast) + m.positional_embedding.to(cast)  # B, T, width
-        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask))
+        x = m.transformer(x, attn_mask=m.attn_mask) if before_block is None else self._blocks(x, before_block)
+        x = m.ln_final(x)
         x = self._pool(x, tokens["input_ids"], m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
         if m.text_projection is not None:
             x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
         return F.normalize(x.float(), dim=-1)
+
+
+    def _blocks(self, x: torch.Tensor, before_block: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """open_clip's ``Transformer.forward`` (its blocks, its layout) with ``before_block`` between blocks."""
+        transformer = self.model.transformer
+        for i, block in enumerate(transformer.resblocks):
+            if i:
+                x = before_block(i, x)
+            x = block(x if transformer.batch_first else x.transpose(0, 1), attn_mask=self.model.attn_mask)
+            x = x if transformer.batch_first else x.transpose(0, 1)
+        return x
 
 
 def text_tower(spec: str) -> TextTower:

@@ -56,7 +56,7 @@ class PromptedClassifier(nn.Module):
         e0 = self.backbone.embed_patches(images)  # B, M, d
         prompting = self.method(e0)
         tokens = self.backbone.forward_tokens(e0, prompting.prompts, return_attention=return_attention,
-                                              shared=prompting.shared)
+                                              shared=prompting.shared, appended=prompting.appended)
         features = self.backbone.pool(tokens)  # B, d
         return Output(self.head(features), features, tokens, prompting.aux)
 

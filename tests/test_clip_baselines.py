@@ -203,7 +203,7 @@ def vit_b16():
 
 
 @pytest.mark.parametrize("method,count", [("coop", 8_192), ("cocoop", 35_360), ("prograd", 8_192),
-                                          ("clip-adapter", 131_072)])
+                                          ("clip-adapter", 131_072), ("maple", 3_555_072)])
 def test_trainable_counts_on_vit_b16_equal_the_spec(vit_b16, method, count):
     model = lorevit.create_model(method, ["cat", "dog"], backbone=vit_b16, knowledge="clip:auto")
     assert model.parameter_counts()[0] == count

@@ -39,6 +39,9 @@ from lorevit.methods.clip_adapter import ClipAdapter, ClipAdapterOptions
 for _name, _cls, _options in (("coop", CoOp, CoOpOptions), ("cocoop", CoCoOp, CoCoOpOptions),
                               ("prograd", ProGrad, ProGradOptions), ("clip-adapter", ClipAdapter, ClipAdapterOptions)):
     register_method(_name, _cls, _options, builtin=True)  # issue 20: the CLIP baselines (BASELINES_CLIP.md)
+from lorevit.methods.maple import MaPLe, MaPLeOptions
+
+register_method("maple", MaPLe, MaPLeOptions, builtin=True)  # issue 20 §6
 check_builtins()
 
 

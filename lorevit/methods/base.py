@@ -46,6 +46,9 @@ class Prompting:
     # L, n_s, d: deep prompts[:, :, :n_s] are these for every image (global prompts), so the ViT may project
     # their keys/values once per block instead of per image (PromptedViT.forward_tokens(shared=...)); or None
     shared: torch.Tensor | None = None
+    # J, n_a, d: prompts appended after the patch tokens, replaced before blocks 1…J−1 and carried through the rest
+    # (MaPLe's vision prompts, PromptedViT.forward_tokens(appended=...)); or None
+    appended: torch.Tensor | None = None
 
 
 @dataclass

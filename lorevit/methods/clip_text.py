@@ -48,11 +48,12 @@ def check_template(template: str) -> str:
     return template
 
 
-def check_context(n_ctx: int, ctx_init: str) -> None:
-    """CoOp-family options: M ≥ 1 learned context vectors, at least as many as ``ctx_init``'s words."""
+def check_context(n_ctx: int, ctx_init: str, keep_rest: bool = False) -> None:
+    """CoOp-family options: M ≥ 1 learned context vectors, at least as many as ``ctx_init``'s words (``keep_rest``,
+    MaPLe: any number; the words past the M slots stay fixed text)."""
     if n_ctx < 1:
         raise ValueError(f"n_ctx must be >= 1, got {n_ctx}")
-    if len(ctx_init.split()) > n_ctx:  # each word is at least one token (checked exactly when built)
+    if len(ctx_init.split()) > n_ctx and not keep_rest:  # each word is at least one token (checked exactly when built)
         raise ValueError(f"ctx_init {ctx_init!r} has more words than n_ctx={n_ctx} slots; set n_ctx to at "
                          f"least {len(ctx_init.split())} or shorten ctx_init")
 
@@ -85,10 +86,12 @@ class ClassPrompts(nn.Module):
     buffers ``prefix`` (C, 1, w: SOS) and ``suffix`` (C, 76−M, w: class tokens, ".", EOS, padding) are the
     frozen token embeddings around the slots, not persistent (rebuilt from the class names, never saved).
     ``position`` end | middle | front puts the class tokens after, between the halves of, or before the context.
+    ``keep_rest`` (MaPLe §6, position end): ``init_words`` may have more tokens than the M slots; the first M are
+    learned and the rest stay fixed text before the class name ("a photo" | "of a {class}.").
     """
 
     def __init__(self, tower, classnames: Sequence[str], n_ctx: int, init_words: str = "", position: str = "end",
-                 suffix_text: str = "."):
+                 suffix_text: str = ".", keep_rest: bool = False):
         super().__init__()
         if position not in ("end", "middle", "front"):
             raise ValueError(f"class_token_position must be end, middle or front, got {position!r}")
@@ -96,6 +99,10 @@ class ClassPrompts(nn.Module):
         words = init_words.strip()
         encode = tower.tokenizer.tokenizer.encode if hasattr(tower.tokenizer, "tokenizer") else tower.tokenizer.encode
         self.init_len = len(encode(words)) if words else 0
+        self.fixed_len = max(0, self.init_len - n_ctx) if keep_rest else 0  # init tokens after the slots, fixed
+        if self.fixed_len and position != "end":
+            raise ValueError("ctx_init longer than n_ctx keeps its last words as fixed text: class_token_position end only")
+        self.init_len -= self.fixed_len
         if self.init_len > n_ctx:
             raise ValueError(f"ctx_init {init_words!r} is {self.init_len} tokens, more than n_ctx={n_ctx} slots; "
                              f"set n_ctx to at least {self.init_len} or shorten ctx_init")
@@ -105,7 +112,7 @@ class ClassPrompts(nn.Module):
         texts = [f"{context} {name}{suffix_text}".strip() for name in names]
         self.tokens = tower.tokenize(texts)  # input_ids C, 77: the EOT index of every prompt
         length = self.tokens["input_ids"].shape[1]
-        longest = max((n for n in self.name_lens), default=0) + n_ctx + 2 + len(encode(suffix_text))
+        longest = max((n for n in self.name_lens), default=0) + n_ctx + self.fixed_len + 2 + len(encode(suffix_text))
         if longest > length:
             raise ValueError(f"a prompt of n_ctx={n_ctx} slots plus the longest class name needs {longest} tokens; the "
                              f"text tower takes {length}: lower n_ctx or shorten the class names")
@@ -197,11 +204,12 @@ class TextSideMethod(Method):
         """L2-normalised CLIP image embedding: B, d → B, D."""
         return F.normalize(clip_image_features(self.backbone, features), dim=-1)
 
-    def encode_prompts(self, prompts: ClassPrompts, embeddings: torch.Tensor) -> torch.Tensor:
-        """Normalised text features (N, D) of assembled prompt sequences (N, 77, w), N a multiple of C."""
+    def encode_prompts(self, prompts: ClassPrompts, embeddings: torch.Tensor, before_block=None) -> torch.Tensor:
+        """Normalised text features (N, D) of assembled prompt sequences (N, 77, w), N a multiple of C;
+        ``before_block(i, x)`` changes the input of text block i ≥ 1 (:meth:`ClipTextTower.forward`)."""
         ids = prompts.tokens["input_ids"]
         repeat = embeddings.shape[0] // ids.shape[0]
-        return self.tower(embeddings, {"input_ids": ids.repeat(repeat, 1)})
+        return self.tower(embeddings, {"input_ids": ids.repeat(repeat, 1)}, before_block=before_block)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

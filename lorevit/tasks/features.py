@@ -104,8 +104,9 @@ class FeatureExtractor(nn.Module):
         p = self.patch_size
         images = images[..., : grid[0] * p, : grid[1] * p]  # floor to whole patches, as a stride-p conv does
         e0 = backbone.embed_patches(images)  # B, M, d
-        prompts = None if self.method is None else self.method(e0).prompts  # B, L, n, d
-        tokens = backbone.forward_tokens(e0, prompts, grid=grid)
+        prompting = None if self.method is None else self.method(e0)  # prompts: B, L, n, d
+        tokens = backbone.forward_tokens(e0, None if prompting is None else prompting.prompts, grid=grid,
+                                         appended=None if prompting is None else prompting.appended)
         return Features(backbone.pool(tokens), tokens.patches.unflatten(1, grid))  # B, d; B, h, w, d
 
     def extract(self, images: Iterable[torch.Tensor], batch_size: int = 32, keep: str = "cls",

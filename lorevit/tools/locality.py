@@ -213,9 +213,10 @@ def changes_the_vit(model) -> bool:
 def cls_attention_maps(backbone, images: torch.Tensor, prompts_of=None) -> torch.Tensor:
     """Last-block CLS attention over the patches, mean over heads (B, M); ``prompts_of(e0)`` gives prompts."""
     e0 = backbone.embed_patches(images)  # B, M, d
-    prompts = None if prompts_of is None else prompts_of(e0).prompts
-    return backbone.forward_tokens(e0, prompts, return_attention=True, grid=backbone.grid_of(images)
-                                   if backbone.dynamic_size else None).attention.mean(1)
+    prompting = None if prompts_of is None else prompts_of(e0)
+    return backbone.forward_tokens(e0, None if prompting is None else prompting.prompts, return_attention=True,
+                                   grid=backbone.grid_of(images) if backbone.dynamic_size else None,
+                                   appended=None if prompting is None else prompting.appended).attention.mean(1)
 
 
 def patch_layout(backbone, images: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
