@@ -258,6 +258,37 @@ def test_standin_shifts_on_generated_images():
     assert (predict(images[30:]) == labels[30:]).all()  # linearly separable: the probe is right on held-out images
 
 
+def test_standin_build_writes_again_only_the_parts_not_complete(tmp_path, monkeypatch):
+    from lorevit.tasks.standins import protocols
+
+    calls = []
+
+    def fake(name, last):
+        def builder(root, sizes):
+            calls.append(name)
+            (root / last).parent.mkdir(parents=True, exist_ok=True)
+            (root / last).write_text("x")
+            return [name]
+        return builder
+
+    parts = {n: (folders, last, fake(n, last), sizes) for n, (folders, last, _, sizes) in protocols.PARTS.items()}
+    monkeypatch.setattr(protocols, "PARTS", parts)
+    monkeypatch.setattr(protocols, "imagenet_folders", lambda root: calls.append("empty class folders"))
+    protocols.build(tmp_path)
+    assert calls == ["vtab", "fgvc", "coop", "imagenet"]
+    calls.clear()
+    protocols.build(tmp_path)
+    assert calls == ["empty class folders"]  # all complete: only git's missing empty folders are made again
+    (tmp_path / parts["imagenet"][1]).unlink()  # a checkout without the (ignored) ImageNet stand-in images
+    calls.clear()
+    protocols.build(tmp_path)
+    assert calls == ["imagenet"]
+    (tmp_path / protocols.MARKER).write_text("lorevit protocol stand-ins (x): vtab-svhn, vtab-eurosat, fgvc-cub, food101\n")
+    calls.clear()
+    protocols.build(tmp_path)  # an older lorevit's marker: its three parts are kept, ImageNet's is written
+    assert calls == ["imagenet"]
+
+
 def test_imagenet_standins_are_read_by_the_real_readers(standins):
     from lorevit.data import build_dataset
     from lorevit.data.benchmarks import imagenet_200_mask, imagenet_wnids

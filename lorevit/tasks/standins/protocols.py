@@ -299,24 +299,25 @@ def build_imagenet(root: Path, sizes=(20, 10, 10), seed: int = 0) -> list[str]:
     return ["imagenet", *IMAGENET_TARGETS]
 
 
-PARTS = {  # part → (its folders under the root, its builder, its sizes per quick / full)
-    "vtab": (("vtab-1k",), build_vtab, ((8, 2, 10), (80, 20, 50))),
-    "fgvc": (("CUB_200_2011",), build_fgvc, ((6, 2, 4), (20, 5, 20))),
-    "coop": (("food-101",), build_coop, ((16, 4, 10), (16, 4, 50))),
+PARTS = {  # part → (its folders under the root, the file its builder writes last, its builder, sizes quick / full)
+    "vtab": (("vtab-1k",), "vtab-1k/clevr_count/train800val200.txt", build_vtab, ((8, 2, 10), (80, 20, 50))),
+    "fgvc": (("CUB_200_2011",), "CUB_200_2011/test.json", build_fgvc, ((6, 2, 4), (20, 5, 20))),
+    "coop": (("food-101",), "food-101/split_zhou_Food101.json", build_coop, ((16, 4, 10), (16, 4, 50))),
     "imagenet": (("imagenet", "imagenetv2", "imagenet-sketch", "imagenet-adversarial", "imagenet-rendition"),
-                 build_imagenet, ((20, 10, 10), (50, 50, 50))),
+                 "imagenet-adversarial/imagenet-a/README.txt", build_imagenet, ((20, 10, 10), (50, 50, 50))),
 }
 
 
 def build(root: str | Path, say: Callable[[str], None] | None = None, quick: bool = True) -> Path:
     """Write the protocol stand-ins under ``root``, or find them: ``root/STANDIN.txt`` lists the parts already
-    complete; a part it does not list (a stand-in folder of an older lorevit, or one a killed build left
-    half-written) is written again from scratch."""
+    complete; a part it does not list, or whose last file is absent (a stand-in folder of an older lorevit, one a
+    killed build left half-written, a checkout without the ignored files), is written again from scratch."""
     root = Path(root)
     marker = root / MARKER
     done = marker.read_text().splitlines()[0].split(": ", 1)[-1].split(", ") if marker.is_file() else []
     if "vtab-svhn" in done:  # an older marker (written once its three parts were complete) lists datasets
         done = ["vtab", "fgvc", "coop"]
+    done = [p for p in done if p in PARTS and (root / PARTS[p][1]).is_file()]
     missing = [p for p in PARTS if p not in done]
     if "imagenet" in done:
         imagenet_folders(root)
@@ -325,7 +326,7 @@ def build(root: str | Path, say: Callable[[str], None] | None = None, quick: boo
     say = say or (lambda _m: None)
     made = []
     for part in missing:
-        folders, builder, sizes = PARTS[part]
+        folders, _, builder, sizes = PARTS[part]
         for folder in folders:
             shutil.rmtree(root / folder, ignore_errors=True)
         made += builder(root, sizes[0] if quick else sizes[1])
