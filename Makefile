@@ -57,7 +57,7 @@ bench-complexity: setup
 
 # every protocol of lorevit bench suite on its offline stand-ins (docs/protocols.md)
 bench-suite-quick: setup
-	for p in vtab fgvc coop-fewshot base2novel; do $(PY) -m lorevit bench suite --protocol $$p --quick --output benchmarks/suite-quick || exit 1; done
+	for p in vtab fgvc coop-fewshot base2novel xd dg; do $(PY) -m lorevit bench suite --protocol $$p --quick --output benchmarks/suite-quick || exit 1; done
 
 # the other tasks (retrieval, correspondence, video) on their offline stand-ins, B-B vs the demo's LORE adapter
 bench-tasks: setup runs/demo/adapter.safetensors

@@ -38,10 +38,47 @@ def resolve_config(cfg: Config, recipe: bool = True) -> Config:
     tower (issue 11 §2), and ``recipe`` resolved (:func:`apply_recipe`; ``recipe=False``: left as it is, for a
     base config whose runs resolve their own methods' recipes).
 
-    Done where a model is built, not when a Config is: building a Config never imports torch or open_clip."""
-    cfg = apply_recipe(cfg) if recipe else cfg
+    Done where a model is built, not when a Config is: building a Config never imports torch or open_clip.
+    The dataset's text template is filled in where the run classifies through class text and sets none
+    (:func:`apply_dataset_template`)."""
+    cfg = apply_dataset_template(apply_recipe(cfg) if recipe else cfg)
     resolved = resolve_knowledge(cfg.knowledge, cfg.backbone, cfg.weights)
     return cfg if resolved == cfg.knowledge else cfg.replace(knowledge=resolved)
+
+
+def template_option(method: str) -> str | None:
+    """The template family (``coop`` | ``prograd``) of a method with a ``template`` option (zero-shot,
+    CLIP-Adapter, ProGrad, …), None for the others; a method class may declare ``template_family``."""
+    if "template" not in {f.name for f in dataclasses.fields(method_class(method).options_cls)}:
+        return None
+    return getattr(method_class(method), "template_family", "coop")
+
+
+def dataset_method_options(method: str, dataset: str, method_options: dict | None) -> dict:
+    """``method_options`` with ``template`` set to ``dataset``'s own (its registry entry, BASELINES_CLIP §1) when the
+    method has that option and it is not given; an explicit ``template`` always wins."""
+    from lorevit.data import template_for
+
+    options = dict(method_options or {})
+    family = template_option(method)
+    if family is not None and "template" not in options:
+        options["template"] = template_for(dataset, family)
+    return options
+
+
+def apply_dataset_template(cfg: Config) -> Config:
+    """Issue 20 §1: a run that classifies through class text uses its dataset's template unless the config names
+    one — the method's ``template`` option (zero-shot, CLIP-Adapter; ProGrad's own variants) and, for ``head:
+    text``, ``text_template``; both are then recorded in ``config.yaml`` (and the adapter) as any key."""
+    from lorevit.data import template_for
+
+    changes: dict[str, Any] = {}
+    options = dataset_method_options(cfg.method, cfg.dataset, cfg.method_options)
+    if options != dict(cfg.method_options or {}):
+        changes["method_options"] = options
+    if cfg.head == "text" and cfg.text_template is None:
+        changes["text_template"] = template_for(cfg.dataset)
+    return cfg.replace(**changes) if changes else cfg
 
 
 def apply_recipe(cfg: Config) -> Config:
@@ -241,5 +278,5 @@ def shareable_adapter(run: str | Path, weights: str | None = UNSET, strict: bool
     if not metadata.get("backbone_sha256") or not metadata.get("preprocessing") or weights != UNSET:
         model, cfg = load_adapter(file, weights=weights, strict=strict)
         metadata["backbone_sha256"] = metadata.get("backbone_sha256") or backbone_fingerprint(model.backbone)
-        metadata["preprocessing"] = json.dumps(preprocessing(model.backbone, cfg.img_size))
+        metadata["preprocessing"] = json.dumps(preprocessing(model.backbone, cfg.img_size, cfg.transforms))
     return HubAdapter(tensors, metadata)

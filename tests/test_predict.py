@@ -137,3 +137,43 @@ def test_predict_from_python(adapter, tmp_path):
     rows = predict_images(model, cfg, paths, batch_size=2, top_k=1, progress=False)
     assert [r["path"] for r in rows] == [str(p) for p in paths]
     assert all(len(r["top"]) == 1 and 0 < r["top"][0]["prob"] <= 1 for r in rows)
+
+
+@pytest.mark.parametrize("preset", ["vtab", "vpt-fgvc"])
+def test_predict_uses_the_eval_transform_the_adapter_was_trained_with(tmp_path, color_folder, preset):
+    """Issue 21: an adapter trained under ``transforms: vtab | vpt-fgvc`` predicts through that preset's eval
+    transform (= training's test transform), not the default resize + centre crop; its metadata says which."""
+    import torch
+
+    from lorevit.adapters.format import read_adapter
+    from lorevit.data.transforms import image_transforms
+    from lorevit.factory import load_adapter
+    from lorevit.training.run import train
+
+    from .conftest import tiny_config
+
+    run = tmp_path / "run"
+    train(tiny_config(run, color_folder, method="linear", epochs=2, shots=4, batch_size=4, transforms=preset))
+    # a wide noisy image: a squash keeps all of it, a centre crop the middle, VPT's crop a zoomed middle
+    pixels = np.random.default_rng(0).integers(0, 256, (TINY_SIZE, 3 * TINY_SIZE, 3)).astype(np.uint8)
+    path = tmp_path / "wide.png"
+    Image.fromarray(pixels).save(path)
+    out = tmp_path / "preds.json"
+    assert main(["predict", "--adapter", str(run), str(path), "--device", "cpu", "--output", str(out)]) == 0
+    got = {t["class"]: t["prob"] for t in json.loads(out.read_text())["predictions"][0]["top"]}
+
+    model, cfg = load_adapter(run)
+    assert cfg.transforms == preset
+
+    def probabilities(name):
+        image = image_transforms(model.backbone.data_config, cfg.img_size, train=False, preset=name)(
+            Image.open(path).convert("RGB"))
+        with torch.no_grad():
+            p = model.eval()(image[None]).logits.softmax(-1)[0]
+        return {model.classnames[c]: float(v) for c, v in enumerate(p)}
+
+    assert got == pytest.approx(probabilities(preset), abs=1e-6)
+    default = probabilities("default")  # what predict did before: other numbers
+    assert max(abs(got[c] - default[c]) for c in got) > 1e-5
+    preprocessing = json.loads(read_adapter(run)[1]["preprocessing"])
+    assert preprocessing["transforms"] == preset and preprocessing["img_size"] == cfg.img_size

@@ -230,3 +230,111 @@ def test_dg_masks_a_1000_way_head_on_generated_folders(tmp_path):
     assert not evals["imagenet-v2"]["masked"] and evals["imagenet-v2"]["num_test"] == 1000
     row = report["tables"]["linear"]
     assert row["average"] == pytest.approx(np.mean([v["mean"] for v in row["per_target"].values()]))
+
+
+# ------------------------------------------------------------- the ImageNet family of stand-ins (xd, dg)
+def test_standin_shifts_on_generated_images():
+    from lorevit.tasks.standins.protocols import pixel_probe, rendition, sketch
+
+    square = np.zeros((12, 12), np.uint8)
+    square[3:9, 3:9] = 255  # a white square on black, as Fashion-MNIST's objects
+    drawn = sketch(square)
+    assert drawn.shape == (12, 12) and drawn.dtype == np.uint8
+    assert drawn[0, 0] == 255 and drawn[5, 5] == 255  # flat regions (background, inside) are white paper …
+    assert drawn.min() == 0 and drawn[3, 5] < 128 and drawn[5, 2] < 128  # … the outline is dark strokes
+    ramp = np.repeat(np.arange(0, 256, 16, dtype=np.uint8)[None], 4, axis=0)  # 16 grey levels
+    painted = rendition(ramp, np.random.default_rng(0))
+    assert painted.shape == (4, 16, 3) and painted.dtype == np.uint8
+    colours = {tuple(c) for c in painted.reshape(-1, 3)}
+    assert len(colours) == 4  # four flat tones …
+    assert len({tuple(painted[0, i]) for i in range(4)}) == 1  # … equal grey levels, equal colour
+    assert not np.array_equal(painted, rendition(ramp, np.random.default_rng(1)))  # the palette is random
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 40, (60, 6, 6)).astype(np.uint8)
+    labels = np.arange(60) % 3
+    for c in range(3):
+        images[labels == c, c * 2:(c + 1) * 2] += 200  # each class lights its own columns
+    predict = pixel_probe(images[:30], labels[:30], 3)
+    assert (predict(images[30:]) == labels[30:]).all()  # linearly separable: the probe is right on held-out images
+
+
+def test_standin_build_writes_again_only_the_parts_not_complete(tmp_path, monkeypatch):
+    from lorevit.tasks.standins import protocols
+
+    calls = []
+
+    def fake(name, last):
+        def builder(root, sizes):
+            calls.append(name)
+            (root / last).parent.mkdir(parents=True, exist_ok=True)
+            (root / last).write_text("x")
+            return [name]
+        return builder
+
+    parts = {n: (folders, last, fake(n, last), sizes) for n, (folders, last, _, sizes) in protocols.PARTS.items()}
+    monkeypatch.setattr(protocols, "PARTS", parts)
+    monkeypatch.setattr(protocols, "imagenet_folders", lambda root: calls.append("empty class folders"))
+    protocols.build(tmp_path)
+    assert calls == ["vtab", "fgvc", "coop", "imagenet"]
+    calls.clear()
+    protocols.build(tmp_path)
+    assert calls == ["empty class folders"]  # all complete: only git's missing empty folders are made again
+    (tmp_path / parts["imagenet"][1]).unlink()  # a checkout without the (ignored) ImageNet stand-in images
+    calls.clear()
+    protocols.build(tmp_path)
+    assert calls == ["imagenet"]
+    (tmp_path / protocols.MARKER).write_text("lorevit protocol stand-ins (x): vtab-svhn, vtab-eurosat, fgvc-cub, food101\n")
+    calls.clear()
+    protocols.build(tmp_path)  # an older lorevit's marker: its three parts are kept, ImageNet's is written
+    assert calls == ["imagenet"]
+
+
+def test_imagenet_standins_are_read_by_the_real_readers(standins):
+    from lorevit.data import build_dataset
+    from lorevit.data.benchmarks import imagenet_200_mask, imagenet_wnids
+    from lorevit.tasks.standins.protocols import FASHION_WNIDS
+
+    index = {w: i for i, w in enumerate(imagenet_wnids())}
+    mapped = sorted(index[w] for _, w in FASHION_WNIDS)
+    train = build_dataset("imagenet", "train", root=standins / "imagenet")
+    assert len(train.classnames) == 1000 and sorted(set(train.targets)) == mapped  # a 1000-way head, 10 populated
+    assert train.classnames[index["n04133789"]] == "Sandal" and train.classnames[0] == "tench"  # classnames.txt
+    v2 = build_dataset("imagenet-v2", "test", root=standins)
+    sketches = build_dataset("imagenet-sketch", "test", root=standins)
+    assert sorted(set(v2.targets)) == mapped == sorted(set(sketches.targets)) and len(v2.classnames) == 1000
+    for variant in ("a", "r"):
+        ds = build_dataset(f"imagenet-{variant}", "test", root=standins)
+        assert ds.logit_mask == imagenet_200_mask(variant) and len(ds.classnames) == 200
+        assert {ds.logit_mask[t] for t in ds.targets} == set(mapped)  # the masked head's label j is wnid mask[j]
+    assert (standins / "imagenet-adversarial" / "imagenet-a" / "README.txt").read_text().count("gets wrong") == 1
+    grey = np.asarray(v2[0][0], np.float32)
+    drawn = np.asarray(sketches[0][0], np.float32)
+    rendered = np.asarray(build_dataset("imagenet-r", "test", root=standins)[0][0], np.float32)
+    assert grey.mean() < 128 < drawn.mean()  # black background → white paper
+    assert np.abs(rendered[..., 0] - rendered[..., 1]).max() > 20  # colour, not grey
+
+
+def test_dg_and_xd_quick_on_the_standins(standins, tmp_path):
+    out = tmp_path / "suite"
+    common = ["--quick", "--data-root", str(standins), "--output", str(out), "--methods", "linear", *TINY]
+    assert main(["bench", "suite", "--protocol", "dg", *common]) == 0
+    assert main(["bench", "suite", "--protocol", "xd", *common]) == 0
+    protocols = json.loads((out / "suite.json").read_text())["protocols"]
+    dg = protocols["dg"]
+    cell = dg["cells"]["imagenet|linear|16|1"]
+    assert set(cell["targets"]) == {"imagenet-v2", "imagenet-sketch", "imagenet-a", "imagenet-r"}
+    evals = {t: json.loads((out / cell["run"] / "eval" / f"{t}.json").read_text()) for t in cell["targets"]}
+    assert evals["imagenet-a"]["masked"] and evals["imagenet-r"]["masked"] and not evals["imagenet-v2"]["masked"]
+    assert len(json.loads((out / cell["run"] / "indices.json").read_text())["train"]) == 16 * 10
+    chance, majority = dg["tables"]["(chance)"], dg["tables"]["(majority)"]
+    assert chance["per_target"]["imagenet-a"]["mean"] == pytest.approx(0.5)  # 200-way
+    assert chance["per_target"]["imagenet-v2"]["mean"] == pytest.approx(0.1) and chance["source"] == pytest.approx(0.1)
+    assert majority["per_target"]["imagenet-v2"]["mean"] == pytest.approx(10.0)  # 1 of the 10 balanced classes
+    assert majority["source"] == pytest.approx(10.0)
+    xd = protocols["xd"]
+    assert xd["setup"]["datasets"] == ["food101"]
+    assert xd["cells"]["imagenet|linear|16|1"]["targets"] == {} and "cross-dataset n/a" in xd["notes"]["linear"]
+    assert xd["tables"]["(chance)"]["per_target"]["food101"]["mean"] == pytest.approx(10.0)
+    assert xd["tables"]["(majority)"]["per_target"]["food101"] is None  # another dataset's classes
+    md = (out / "suite.md").read_text()
+    assert "# dg" in md and "# xd" in md and "| (chance) |" in md and "imagenet-sketch" in md

@@ -76,17 +76,20 @@ def adapter_contents(model: nn.Module, cfg: Config) -> tuple[dict[str, torch.Ten
         "knowledge_dim": str(kla.knowledge_dim) if kla is not None else "",
         "method_options": json.dumps(model.method.options_dict()),
         "classnames": json.dumps(model.classnames),
-        "preprocessing": json.dumps(preprocessing(model.backbone, cfg.img_size)),
+        "preprocessing": json.dumps(preprocessing(model.backbone, cfg.img_size, cfg.transforms)),
         "config": cfg.to_yaml(),
         "lorevit_version": __version__,
     }
     return tensors, metadata
 
 
-def preprocessing(backbone: PromptedViT, img_size: int) -> dict:
-    """What inference does to an image before the model (= lorevit.data.transforms.image_transforms(train=False))."""
+def preprocessing(backbone: PromptedViT, img_size: int, transforms: str = "default") -> dict:
+    """What inference does to an image before the model (= lorevit.data.transforms.image_transforms(train=False,
+    preset=transforms), the run's own eval transform)."""
+    from lorevit.data.transforms import eval_transform_description
+
     data = backbone.data_config
-    return {"img_size": img_size, "resize": "shorter side, bicubic", "crop": "centre", "channels": "RGB",
+    return {"img_size": img_size, **eval_transform_description(img_size, transforms), "channels": "RGB",
             "scale": "[0, 1]", "mean": [float(v) for v in data["mean"]], "std": [float(v) for v in data["std"]]}
 
 

@@ -253,6 +253,19 @@ def trivial_rows(train_targets: Sequence[int], test_targets: Sequence[int], num_
     return {"chance": 100.0 / max(num_classes, 1), "majority": 100.0 * hits / max(len(test_targets), 1)}
 
 
+def transfer_trivial_rows(train_targets: Sequence[int], test_targets: Sequence[int], num_classes: int,
+                          same_classes: bool, logit_mask: Sequence[int] | None = None) -> dict:
+    """xd / dg targets: chance (100 / C of the target) and, where the target's labels are the source's (dg), the
+    source's majority training class scored on the target (through A/R's logit mask: label j is source class
+    ``mask[j]``; a majority class outside the mask is never right); None on another dataset's classes (xd)."""
+    out = {"chance": 100.0 / max(num_classes, 1), "majority": None}
+    if same_classes and train_targets:
+        majority = Counter(train_targets).most_common(1)[0][0]
+        label = majority if logit_mask is None else (list(logit_mask).index(majority) if majority in logit_mask else -1)
+        out["majority"] = 100.0 * sum(1 for t in test_targets if t == label) / max(len(test_targets), 1)
+    return out
+
+
 def text_classifier(method: str, head: str = "linear") -> bool:
     """Whether ``method``'s classifier is built from class text (so it can score classes it never trained on):
     any method with ``head: text``, methods that do not train (zero-shot CLIP) or that declare
@@ -294,11 +307,7 @@ class Suite:
             output=str(out), resume="auto", overwrite=True, progress=False,
             test_subset=self.plan.base.test_subset if "test_subset" in self.plan.base.given else None,  # the protocols: all
             **({"shots": int(shots)} if few else {}), **self.preset())
-        if cfg.head == "text" and "text_template" not in self.plan.base.given:
-            from lorevit.data.benchmarks import template_for
-
-            cfg = cfg.replace(text_template=template_for(dataset))  # the dataset's CoOp template
-        cfg = resolve_config(cfg)
+        cfg = resolve_config(cfg)  # with the dataset's text template where the classifier is built from class text
         return cfg.replace(**changes) if changes else cfg
 
     def preset(self) -> dict:
@@ -353,9 +362,9 @@ class Suite:
         from torch.utils.data import DataLoader
 
         from lorevit.config import ARCH_KEYS
-        from lorevit.data import build_dataset, collate_skip_bad
+        from lorevit.data import build_dataset, collate_skip_bad, template_for
         from lorevit.data.transforms import image_transforms
-        from lorevit.factory import create_model, load_adapter
+        from lorevit.factory import create_model, dataset_method_options, load_adapter
 
         record = cell / "eval" / f"{dataset}.json"
         if record.is_file():
@@ -365,16 +374,19 @@ class Suite:
         ds = build_dataset(dataset, "test", root=self.plan.data_roots.get(dataset.partition("@")[0], self.plan.data_root),
                            transform=image_transforms(backbone.data_config, cfg.img_size, train=False,
                                                       preset=cfg.transforms))
-        mask = None
+        mask, template = None, None
         if rebuild:  # the same trained tensors, the classifier rebuilt from the target's class names
             trained = model.trained_state_dict()
             arch = {k: getattr(cfg, k) for k in ARCH_KEYS}
+            options = dict(cfg.method_options)
+            if "template" not in self.plan.base.method_options:  # the target's own template, unless the user set one
+                options.pop("template", None)
+            options = dataset_method_options(cfg.method, dataset, options)
             if cfg.head == "text" and "text_template" not in self.plan.base.given:
-                from lorevit.data.benchmarks import template_for
-
                 arch["text_template"] = template_for(dataset)
             model = create_model(cfg.method, ds.classnames, backbone=backbone, knowledge=cfg.knowledge,
-                                 method_options=cfg.method_options, **arch)
+                                 method_options=options, **arch)
+            template = options.get("template") or (arch["text_template"] if cfg.head == "text" else None)
             own = model.trained_state_dict()
             # class-sized tensors (the KLA's class features, used in training only) are the new classes' own
             model.load_state_dict({k: v for k, v in trained.items() if k in own and own[k].shape == v.shape}, strict=False)
@@ -396,7 +408,8 @@ class Suite:
                 hits += int((logits.argmax(-1) == labels).sum())
                 total += len(labels)
         result = {"dataset": dataset, "top1": 100.0 * hits / max(total, 1), "num_test": total,
-                  "masked": mask is not None, "rebuilt_for_classes": rebuild, "split_files": ds.split_files}
+                  "masked": mask is not None, "rebuilt_for_classes": rebuild, "split_files": ds.split_files,
+                  **({"template": template} if template else {})}
         write_json(record, result)
         return result
 
@@ -410,6 +423,18 @@ class Suite:
             train = read_records(dataset, "train", root)[2]
             test = read_records(dataset, "test", root)[2]
         return trivial_rows(train.targets, test.targets, len(test.classnames))
+
+    def target_trivial(self, target: str) -> dict:
+        """xd / dg: the trivial rows on a target, from the source's training labels (no image is decoded)."""
+        from lorevit.data.registry import read_records
+
+        source = self.plan.source()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            train = read_records(source, "train", self.plan.data_roots.get(source, self.plan.data_root))[2]
+            test = read_records(target, "test", self.plan.data_roots.get(target, self.plan.data_root))[2]
+        return transfer_trivial_rows(train.targets, test.targets, len(test.classnames),
+                                     same_classes=self.plan.protocol == "dg", logit_mask=test.logit_mask)
 
     def tune(self, dataset: str, method: str) -> float:
         """vtab/fgvc: the lr factor with the best @tune test (= val200 / val.json) top-1 on the first seed."""
@@ -443,6 +468,9 @@ class Suite:
             self.trivial[dataset] = self.trivial_for(dataset)
             if plan.protocol == "base2novel":  # chance on the new classes (no training image of theirs: no majority)
                 self.trivial[dataset]["new_chance"] = self.trivial_for(dataset.replace("@base", "@new"))["chance"]
+        if plan.protocol in ("xd", "dg"):
+            for target in datasets:
+                self.trivial[target] = self.target_trivial(target)
         for i, (dataset, method, k, seed) in enumerate(todo, 1):
             key = f"{dataset}|{method}|{k}|{seed}"
             label = f"[{i}/{len(todo)}] {plan.protocol} {dataset} {method}{f' {k}-shot' if k else ''} seed {seed}"
@@ -530,9 +558,11 @@ RULES = {
                   "base at K shots, tested on base and on new; HM = 2BN/(B+N); the Average HM is computed from the "
                   "averaged B and N (as the published tables).",
     "xd": "Trained on ImageNet (K shots, all classes), evaluated on each target's full test split with the target's "
-          "own class names (text-side classifiers only); each target and their mean.",
+          "own class names (text-side classifiers only); each target and their mean. (chance) = 100 / C of each "
+          "target; (majority) is n/a (another dataset's classes).",
     "dg": "The ImageNet model on ImageNet-V2 / -Sketch (1000-way) and -A / -R (200 classes: the 200-class logit mask "
-          "of a 1000-way head; text-side classifiers rebuilt over the 200 names); each target and the mean.",
+          "of a 1000-way head; text-side classifiers rebuilt over the 200 names); each target and the mean. "
+          "(chance) = 100 / C of each target; (majority) = ImageNet's majority training class scored on each target.",
 }
 
 
@@ -606,6 +636,14 @@ def tables(plan: SuitePlan, cells: dict, trivial: dict) -> dict:
             per = {t: mean_std([c["targets"][t] for c in cs if t in c.get("targets", {})]) for t in targets}
             out[m] = {"source": mean_std([c["top1"] for c in cs]) if cs else None, "per_target": per,
                       "average": statistics.fmean(v["mean"] for v in per.values()) if per else None}
+        source = plan.source()
+        targets = [d for d in trivial if d != source]
+        for name in ("chance", "majority"):
+            per = {t: None if trivial[t][name] is None else {"mean": trivial[t][name], "std": 0.0, "n": 1}
+                   for t in targets}
+            values = [v["mean"] for v in per.values() if v is not None]
+            out[f"({name})"] = {"source": trivial[source][name] if source in trivial else None, "per_target": per,
+                                "average": statistics.fmean(values) if values else None}
     return out
 
 
@@ -731,7 +769,7 @@ def plot_protocol(report: dict, path: Path) -> Path | None:
             vals = {f"{d} {x}": e[x] for d, e in row["per_dataset"].items() for x in ("base", "new", "hm")
                     if e.get(x) is not None}
         else:
-            vals = {tg: v["mean"] for tg, v in row["per_target"].items()}
+            vals = {tg: v["mean"] for tg, v in row["per_target"].items() if v is not None}
         if vals:
             series[m] = vals
     if not series:

@@ -176,8 +176,14 @@ def cmd_suite(args) -> int:
     shots = _int_list(args.shots, "shots") if args.shots else ([1, 4] if quick and args.protocol == "coop-fewshot"
                                                                else None)
     seeds = _int_list(args.seeds, "seeds") if args.seeds else ([1] if quick else None)
+    datasets = _str_list(args.datasets) if args.datasets else None
+    if datasets is None and data_root is not None and quick:
+        from lorevit.tasks.standins.protocols import MARKER, QUICK_DATASETS
+
+        if Path(data_root, MARKER).is_file():  # the stand-ins: each protocol's own (docs/protocols.md)
+            datasets = QUICK_DATASETS.get(args.protocol)
     plan = SuitePlan(args.protocol, base, methods=_str_list(args.methods), data_root=data_root,
-                     datasets=_str_list(args.datasets) if args.datasets else None, seeds=seeds, shots=shots,
+                     datasets=datasets, seeds=seeds, shots=shots,
                      lr_factors=lr_factors, quick=quick)
     run_suite(plan, out, progress=print)
     print(f"\nsuite written to {out}/suite.{{json,md}} and {out}/{args.protocol}.png\n")

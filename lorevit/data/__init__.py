@@ -17,6 +17,7 @@ from lorevit.data.registry import (
     get_spec,
     list_datasets,
     register,
+    template_for,
 )
 from lorevit.data import benchmarks  # noqa: F401 - registers VTAB-1k, FGVC, CoOp's four, the ImageNet variants
 from lorevit.data.sampling import few_shot_indices, subset_indices
@@ -45,4 +46,5 @@ __all__ = [
     "list_datasets",
     "register",
     "subset_indices",
+    "template_for",
 ]

@@ -35,7 +35,8 @@ from lorevit.data.readers import (
     readable,
     subfolders,
 )
-from lorevit.data.registry import COOP_DATASETS_MD, DatasetSpec, Layout, SplitJson, register
+from lorevit.data.registry import COOP_DATASETS_MD, DatasetSpec, Layout, SplitJson, register, template_for  # noqa: F401
+from lorevit.data.templates import coop_templates
 from lorevit.utils.paths import safe_relative
 from lorevit.utils.safe_pickle import UnsafePickleError, safe_load
 
@@ -349,7 +350,7 @@ COOP_FOUR = {  # name → (folder, json name, image dir)
     "sun397": ("sun397", "SUN397", "SUN397"),
 }
 register(DatasetSpec(
-    name="caltech101", aliases=("caltech-101",),
+    name="caltech101", **coop_templates("Caltech101"), aliases=("caltech-101",),
     layouts=(Layout("split_zhou_Caltech101.json", SplitJson("split_zhou_Caltech101.json", "101_ObjectCategories"),
                     bases=("", "caltech-101")),
              Layout("101_ObjectCategories", CaltechFolders(), bases=("", "caltech-101"),
@@ -361,7 +362,7 @@ register(DatasetSpec(
     source=f"https://data.caltech.edu/records/mzrjq-6wc02 + split_zhou_Caltech101.json from {COOP_DATASETS_MD}",
 ))
 register(DatasetSpec(
-    name="oxford-pets", aliases=("oxfordpets", "pets"),
+    name="oxford-pets", **coop_templates("OxfordPets"), aliases=("oxfordpets", "pets"),
     layouts=(Layout("split_zhou_OxfordPets.json", SplitJson("split_zhou_OxfordPets.json", "images"),
                     bases=("", "oxford_pets")),
              Layout("annotations/trainval.txt", PetsAnnotations(), bases=("", "oxford_pets"),
@@ -372,7 +373,7 @@ register(DatasetSpec(
     source=f"https://www.robots.ox.ac.uk/~vgg/data/pets/ + split_zhou_OxfordPets.json from {COOP_DATASETS_MD}",
 ))
 register(DatasetSpec(
-    name="food101", aliases=("food-101",),
+    name="food101", **coop_templates("Food101"), aliases=("food-101",),
     layouts=(Layout("split_zhou_Food101.json", SplitJson("split_zhou_Food101.json", "images"), bases=("", "food-101")),
              Layout("images", FoodFolders(), bases=("food-101", ""),
                     note=_FALLBACK.format("Food101", "seeded 50/20/30 per class"))),
@@ -381,7 +382,7 @@ register(DatasetSpec(
     source=f"https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/ + split_zhou_Food101.json from {COOP_DATASETS_MD}",
 ))
 register(DatasetSpec(
-    name="sun397",
+    name="sun397", **coop_templates("SUN397"),
     layouts=(Layout("split_zhou_SUN397.json", SplitJson("split_zhou_SUN397.json", "SUN397"), bases=("", "sun397")),
              Layout("ClassName.txt", SunPartitions(), bases=("", "sun397"),
                     note=_FALLBACK.format("SUN397", "Training_01 → seeded 80/20, Testing_01"))),
@@ -547,57 +548,35 @@ class WnidFolders(EvalOnly):
 
 _DG_SOURCE = f"the dataset's release + ImageNet's classnames.txt (see {COOP_DATASETS_MD})"
 register(DatasetSpec(
-    name="imagenet-v2", aliases=("imagenetv2",),
+    name="imagenet-v2", **coop_templates("ImageNet"), aliases=("imagenetv2",),
     layouts=(Layout("999", ImageNetV2(), bases=("", "imagenetv2-matched-frequency-format-val",
                                                 "imagenetv2/imagenetv2-matched-frequency-format-val")),),
     expected="  imagenetv2/imagenetv2-matched-frequency-format-val/<k>/*.jpeg  for k = 0…999 (label k; evaluation only)",
     source="https://github.com/modestyachts/ImageNetV2 (matched-frequency); " + _DG_SOURCE,
 ))
 register(DatasetSpec(
-    name="imagenet-sketch", aliases=("imagenetsketch",),
+    name="imagenet-sketch", **coop_templates("ImageNet"), aliases=("imagenetsketch",),
     layouts=(Layout("n01440764", WnidFolders(), bases=("", "images", "imagenet-sketch/images", "sketch")),),
     expected="  imagenet-sketch/images/<wnid>/*.JPEG   (the 1000 ImageNet wnids; evaluation only)",
     source="https://github.com/HaohanWang/ImageNet-Sketch; " + _DG_SOURCE,
 ))
 register(DatasetSpec(
-    name="imagenet-a", aliases=("imageneta", "imagenet-adversarial"),
+    name="imagenet-a", **coop_templates("ImageNet"), aliases=("imageneta", "imagenet-adversarial"),
     layouts=(Layout("n01498041", WnidFolders("a"), bases=("", "imagenet-a", "imagenet-adversarial/imagenet-a")),),
     expected="  imagenet-adversarial/imagenet-a/<wnid>/*.jpg   (200 wnids; README.txt skipped; evaluation only)",
     source="https://github.com/hendrycks/natural-adv-examples; " + _DG_SOURCE,
 ))
 register(DatasetSpec(
-    name="imagenet-r", aliases=("imagenetr", "imagenet-rendition"),
+    name="imagenet-r", **coop_templates("ImageNet"), aliases=("imagenetr", "imagenet-rendition"),
     layouts=(Layout("n01443537", WnidFolders("r"), bases=("", "imagenet-r", "imagenet-rendition/imagenet-r")),),
     expected="  imagenet-rendition/imagenet-r/<wnid>/*.jpg   (200 wnids; evaluation only)",
     source="https://github.com/hendrycks/imagenet-r; " + _DG_SOURCE,
 ))
 DG_TARGETS = ("imagenet-v2", "imagenet-sketch", "imagenet-a", "imagenet-r")
 
-# ------------------------------------------------------------------------------------------- templates
-# Per-dataset text templates (BASELINES_CLIP §1): CoOp's CUSTOM_TEMPLATES and ProGrad's variants.
-COOP_TEMPLATES = {
-    "oxford-pets": "a photo of a {}, a type of pet.", "flowers102": "a photo of a {}, a type of flower.",
-    "fgvc-aircraft": "a photo of a {}, a type of aircraft.", "dtd": "{} texture.",
-    "eurosat": "a centered satellite photo of {}.", "food101": "a photo of {}, a type of food.",
-    "ucf101": "a photo of a person doing {}.", "stanford-cars": "a photo of a {}.", "sun397": "a photo of a {}.",
-    "caltech101": "a photo of a {}.", "imagenet": "a photo of a {}.", "imagenet-v2": "a photo of a {}.",
-    "imagenet-sketch": "a photo of a {}.", "imagenet-a": "a photo of a {}.", "imagenet-r": "a photo of a {}.",
-}
-PROGRAD_TEMPLATES = {
-    **COOP_TEMPLATES, "oxford-pets": "a type of pet, a photo of a {}.", "flowers102": "a type of flower, a photo of a {}.",
-    "fgvc-aircraft": "a type of aircraft, a photo of a {}.", "dtd": "a texture of {}.",
-    "food101": "a type of food, a photo of {}.",
-}
 # CoOp's 11 datasets (its order in the tables: IN, SUN, DTD, UCF, Air, ESAT, Cars, Food, Pets, Flo, Cal)
 COOP_DATASETS = ("imagenet", "sun397", "dtd", "ucf101", "fgvc-aircraft", "eurosat", "stanford-cars", "food101",
                  "oxford-pets", "flowers102", "caltech101")
-
-
-def template_for(dataset: str, family: str = "coop") -> str:
-    """The text template of ``dataset`` (a registered name, views ignored): CoOp's or ProGrad's; ``a photo of a {}.``."""
-    name = dataset.partition("@")[0]
-    table = PROGRAD_TEMPLATES if family == "prograd" else COOP_TEMPLATES
-    return table.get(name, "a photo of a {}.")
 
 
 def base_new_counts(num_classes: int) -> tuple[int, int]:

@@ -37,6 +37,7 @@ from lorevit.data.readers import (
     TorchvisionClasses,
     WordNetClasses,
 )
+from lorevit.data.templates import DEFAULT_TEMPLATE, TEMPLATE_FAMILIES, coop_templates
 
 log = logging.getLogger("lorevit.data")
 
@@ -71,6 +72,10 @@ class DatasetSpec:
     download: Download | None = None
     system_roots: tuple[str, ...] = ()  # checked after $LOREVIT_DATA/<name> and ~/data/<name>
     aliases: tuple[str, ...] = ()
+    # the zero-shot text template of its class names (BASELINES_CLIP §1: CoOp's CUSTOM_TEMPLATES entry) and
+    # ProGrad's variant ("": the same); lorevit.data.templates holds the tables
+    template: str = DEFAULT_TEMPLATE
+    prograd_template: str = ""
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -125,6 +130,18 @@ def class_view(records: Records, view: str | None) -> Records:
     items = records.items[keep] if isinstance(records.items, np.ndarray) else [records.items[i] for i in keep]
     return Records(items, [records.targets[i] - lo for i in keep], list(records.classnames[lo:hi]),
                    split_files=dict(records.split_files))
+
+
+def template_for(dataset: str, family: str = "coop") -> str:
+    """The text template of ``dataset`` (a registered name or alias, views ignored): its registry entry's CoOp
+    template, or (``family="prograd"``) ProGrad's variant; ``a photo of a {}.`` for a name not registered."""
+    if family not in TEMPLATE_FAMILIES:
+        raise ValueError(f"template family must be one of {TEMPLATE_FAMILIES}, got {family!r}")
+    key = _ALIASES.get(_norm(str(dataset).partition("@")[0]))
+    if key is None:
+        return DEFAULT_TEMPLATE
+    spec = _REGISTRY[key]
+    return (spec.prograd_template or spec.template) if family == "prograd" else spec.template
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -415,6 +432,7 @@ _IMAGENET_EXPECTED = """\
   also accepted as images/train, images/val (CoOp); optional classnames.txt `<wnid> <name>`"""
 register(DatasetSpec(
     name="imagenet",
+    **coop_templates("ImageNet"),
     aliases=("imagenet-1k", "imagenet1k", "ilsvrc2012"),
     layouts=(Layout("train", ImageFolder({"train": ("train",), "test": ("val",)},
                                          classes=ImageNetClasses("train")), bases=("", "images")),),
@@ -437,6 +455,7 @@ register(DatasetSpec(
 
 register(DatasetSpec(
     name="flowers102",
+    **coop_templates("OxfordFlowers"),
     aliases=("oxford-flowers", "oxford-flowers102", "flowers"),
     layouts=(
         Layout("split_zhou_OxfordFlowers.json", SplitJson("split_zhou_OxfordFlowers.json", "jpg"),
@@ -457,6 +476,7 @@ register(DatasetSpec(
 
 register(DatasetSpec(
     name="stanford-cars",
+    **coop_templates("StanfordCars"),
     aliases=("stanfordcars", "cars"),
     layouts=(Layout("split_zhou_StanfordCars.json", SplitJson("split_zhou_StanfordCars.json", ""),
                     bases=("", "stanford_cars")),),
@@ -469,6 +489,7 @@ register(DatasetSpec(
 
 register(DatasetSpec(
     name="fgvc-aircraft",
+    **coop_templates("FGVCAircraft"),
     aliases=("fgvcaircraft", "aircraft", "fgvc"),
     layouts=(Layout("variants.txt", ListFile(
         {"train": ("images_variant_trainval.txt",), "test": ("images_variant_test.txt",)},
@@ -495,6 +516,7 @@ register(DatasetSpec(
 
 register(DatasetSpec(
     name="dtd",
+    **coop_templates("DescribableTextures"),
     aliases=("describable-textures",),
     layouts=(Layout("labels/train1.txt", ListFile(
         {"train": ("labels/train1.txt", "labels/val1.txt"), "test": ("labels/test1.txt",)},
@@ -516,6 +538,7 @@ EUROSAT_NAMES = (  # CoOp's readable EuroSAT names (the text in split_zhou_EuroS
 )
 register(DatasetSpec(
     name="eurosat",
+    **coop_templates("EuroSAT"),
     layouts=(
         Layout("split_zhou_EuroSAT.json", SplitJson("split_zhou_EuroSAT.json", "2750"), bases=("", "eurosat")),
         Layout("2750", ImageFolder({"train": ("2750",), "test": ("2750",)},
@@ -544,6 +567,7 @@ register(DatasetSpec(
 
 register(DatasetSpec(
     name="ucf101",
+    **coop_templates("UCF101"),
     aliases=("ucf-101",),
     layouts=(Layout("split_zhou_UCF101.json", SplitJson("split_zhou_UCF101.json", "UCF-101-midframes"),
                     bases=("", "ucf101")),),

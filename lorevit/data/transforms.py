@@ -28,3 +28,17 @@ def image_transforms(data_config: dict, img_size: int, train: bool, preset: str 
                           T.RandomHorizontalFlip(), *normalize])
     return T.Compose([T.Resize(img_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(img_size),
                       *normalize])
+
+
+def eval_transform_description(img_size: int, preset: str = "default") -> dict[str, str]:
+    """What :func:`image_transforms` does to a test image, in words (an adapter's and an ONNX file's metadata):
+    ``transforms`` (the preset), ``resize`` and ``crop``."""
+    if preset not in TRANSFORM_PRESETS:
+        raise ValueError(f"transforms must be one of {TRANSFORM_PRESETS}, got {preset!r}")
+    if preset == "vtab":
+        return {"transforms": preset, "resize": f"to {img_size}x{img_size} (bicubic, aspect ratio not kept)",
+                "crop": "none"}
+    if preset == "vpt-fgvc":
+        return {"transforms": preset, "resize": f"shorter side to {round(img_size * 256 / 224)} (bilinear)",
+                "crop": f"centre {img_size}x{img_size}"}
+    return {"transforms": preset, "resize": f"shorter side to {img_size} (bicubic)", "crop": f"centre {img_size}x{img_size}"}

@@ -21,11 +21,11 @@ from lorevit.methods.bitfit import BitFit
 from lorevit.methods.full import FullFineTuning
 from lorevit.methods.lora import Lora, LoraOptions
 from lorevit.methods.ssf import SSF, SSFOptions
-from lorevit.methods.zero_shot import ZeroShot, ZeroShotHead
+from lorevit.methods.zero_shot import ZeroShot, ZeroShotHead, ZeroShotOptions
 
 for _name, _cls, _options in (("linear", LinearProbe, NoOptions), ("vpt-shallow", VPTShallow, VPTOptions),
                               ("vpt-deep", VPTDeep, VPTOptions), ("lore-no-kp", LoreNoKP, LoreNoKPOptions),
-                              ("lore", Lore, LoreOptions), ("zero-shot", ZeroShot, NoOptions)):
+                              ("lore", Lore, LoreOptions), ("zero-shot", ZeroShot, ZeroShotOptions)):
     register_method(_name, _cls, _options, builtin=True)
 for _name, _cls, _options in (("lora", Lora, LoraOptions), ("adaptformer", AdaptFormer, AdaptFormerOptions),
                               ("adapter", Adapter, AdapterOptions), ("ssf", SSF, SSFOptions),

@@ -1,4 +1,5 @@
-"""What the text-side CLIP baselines share (BASELINES_CLIP.md §0–§1; issue 20): the zero-shot templates, the CLIP
+"""What the text-side CLIP baselines share (BASELINES_CLIP.md §0–§1; issue 20): the zero-shot templates (the tables
+live in :mod:`lorevit.data.templates`, each dataset's own in its registry entry), the CLIP
 text tower of the backbone run on token embeddings inside the step, class prompts tokenised once per class list
 with learned context slots, and the head that asks its method for the logits.
 
@@ -17,24 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lorevit.backbone import PromptedViT
+from lorevit.data.templates import CUSTOM_TEMPLATES, DEFAULT_TEMPLATE, PROGRAD_TEMPLATES  # noqa: F401 (re-exported)
 from lorevit.errors import ConfigError
 from lorevit.methods.base import Frozen, Method, MethodContext
-
-# KaiyangZhou/CoOp:trainers/zsclip.py CUSTOM_TEMPLATES (CoOp's dataset names; same in CLIP-Adapter) — §1
-CUSTOM_TEMPLATES = {
-    "OxfordPets": "a photo of a {}, a type of pet.", "OxfordFlowers": "a photo of a {}, a type of flower.",
-    "FGVCAircraft": "a photo of a {}, a type of aircraft.", "DescribableTextures": "{} texture.",
-    "EuroSAT": "a centered satellite photo of {}.", "StanfordCars": "a photo of a {}.",
-    "Food101": "a photo of {}, a type of food.", "SUN397": "a photo of a {}.", "Caltech101": "a photo of a {}.",
-    "UCF101": "a photo of a person doing {}.", "ImageNet": "a photo of a {}.",
-}
-# BeierZhu/Prompt-align:ProGrad.public/trainers/prograd.py: ProGrad's variants (the others as CUSTOM_TEMPLATES) — §1
-PROGRAD_TEMPLATES = {
-    **CUSTOM_TEMPLATES, "OxfordPets": "a type of pet, a photo of a {}.", "OxfordFlowers": "a type of flower, a photo of a {}.",
-    "FGVCAircraft": "a type of aircraft, a photo of a {}.", "DescribableTextures": "a texture of {}.",
-    "Food101": "a type of food, a photo of {}.",
-}
-DEFAULT_TEMPLATE = "a photo of a {}."
 
 
 def prompt_names(classnames: Sequence[str]) -> list[str]:

@@ -57,6 +57,7 @@ class ProGradOptions:
 
 class ProGrad(TextSideMethod):
     recipe = coop_family_recipe(200)
+    template_family = "prograd"  # the dataset's default template is ProGrad's variant (lorevit.data.templates)
 
     def __init__(self, backbone: PromptedViT, options: ProGradOptions | None = None, context: MethodContext | None = None):
         super().__init__(backbone, options, context)

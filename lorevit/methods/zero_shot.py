@@ -1,5 +1,9 @@
-"""``zero-shot``: CLIP classification by cosine similarity with "a photo of a {class}." (no training)."""
+"""``zero-shot``: CLIP classification by cosine similarity with the class prompts ``template.format(class)`` (no
+training). ``template`` defaults to the dataset's own (its registry entry: CoOp's CUSTOM_TEMPLATES, BASELINES_CLIP
+§1), filled in by :func:`lorevit.factory.resolve_config`; built without a dataset, ``a photo of a {}.``."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -8,6 +12,16 @@ from torch import nn
 from lorevit.backbone import PromptedViT
 from lorevit.knowledge import ZERO_SHOT_TEMPLATE, check_text_tower, class_features
 from lorevit.methods.base import Method, MethodContext
+from lorevit.methods.clip_text import check_template
+
+
+@dataclass
+class ZeroShotOptions:
+    template: str = field(default=ZERO_SHOT_TEMPLATE, metadata={
+        "help": "the class prompt (one {} for the name); default: the dataset's template (CoOp's CUSTOM_TEMPLATES)"})
+
+    def __post_init__(self) -> None:
+        check_template(self.template)
 
 
 class ZeroShot(Method):
@@ -19,7 +33,7 @@ class ZeroShot(Method):
         knowledge = context.knowledge or ""
         if not knowledge.startswith("clip:"):
             raise ValueError("zero-shot needs a CLIP text tower: knowledge='clip:<model>@<tag>'")
-        text = class_features(knowledge, list(context.classnames), ZERO_SHOT_TEMPLATE)
+        text = class_features(knowledge, list(context.classnames), self.options.template)
         return ZeroShotHead(context.backbone, text, knowledge)
 
 

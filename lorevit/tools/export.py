@@ -98,7 +98,10 @@ def onnx_metadata(model, cfg, adapter_file: Path, opset: int) -> dict[str, str]:
     from lorevit.adapters.format import backbone_fingerprint, weights_label
     from lorevit.version import __version__
 
+    from lorevit.data.transforms import eval_transform_description
+
     data = model.backbone.data_config
+    steps = eval_transform_description(cfg.img_size, cfg.transforms)  # the run's own eval transform
     return {
         "format": FORMAT_TAG,
         "classnames": json.dumps(model.classnames),
@@ -110,8 +113,9 @@ def onnx_metadata(model, cfg, adapter_file: Path, opset: int) -> dict[str, str]:
         "img_size": str(cfg.img_size),
         "mean": json.dumps([float(v) for v in data["mean"]]),
         "std": json.dumps([float(v) for v in data["std"]]),
-        "preprocess": f"RGB in [0, 1]; resize shorter side to {cfg.img_size} (bicubic); centre crop "
-                      f"{cfg.img_size}x{cfg.img_size}; (x - mean) / std; layout NCHW float32",
+        "preprocess": f"RGB in [0, 1]; resize {steps['resize']}; crop {steps['crop']}; (x - mean) / std; layout "
+                      "NCHW float32",
+        "transforms": cfg.transforms,
         "input": f"{INPUT}: float32 (batch, 3, {cfg.img_size}, {cfg.img_size})",
         "output": f"{OUTPUT}: float32 (batch, {model.num_classes}), in the order of classnames",
         "knowledge": cfg.knowledge or "",

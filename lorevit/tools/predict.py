@@ -117,7 +117,7 @@ def predict_images(model: "PromptedClassifier", cfg: "Config", paths: Sequence[s
     if batch_size < 1 or top_k < 1:
         raise PredictError(f"--batch-size and --top-k must be at least 1 (got {batch_size} and {top_k})")
     warn = warn or (lambda message: warnings.warn(message, UnreadableImageWarning, stacklevel=3))
-    transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False)
+    transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False, preset=cfg.transforms)
     model = model.to(device).eval()
     k = min(top_k, model.num_classes)
     rows: list[dict] = []

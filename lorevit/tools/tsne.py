@@ -90,7 +90,7 @@ def tsne_view(adapter: str | Path, output: str | Path, dataset: str | None = Non
     if limit is not None and limit < 3:
         raise ConfigError("--limit must be at least 3 images for a t-SNE")
     model, cfg = load_adapter(adapter, weights=weights, strict=strict)
-    transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False)
+    transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False, preset=cfg.transforms)
     name = dataset or cfg.dataset
     data = adapter_dataset(model, cfg, dataset, data_root, split, transform)
     indices = subset_indices(len(data), limit if limit is None else min(limit, len(data)), seed)

@@ -139,7 +139,7 @@ def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str
     from lorevit.data.transforms import image_transforms
 
     model, cfg = load_adapter(adapter, weights=weights, strict=strict)
-    transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False)
+    transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False, preset=cfg.transforms)
     labels, masks = None, []
     if image_paths:
         tensors, names = [], []

@@ -171,9 +171,22 @@ def clear_previous_run(out: Path) -> None:
 
 def summary(cfg: Config, model: PromptedClassifier) -> dict:
     trainable, total = model.parameter_counts()
-    return {"method": cfg.method, "recipe": cfg.recipe, "backbone": cfg.backbone, "dataset": cfg.dataset,
-            "protocol": cfg.protocol, "shots": cfg.shots, "seed": cfg.seed, "img_size": cfg.img_size, "trainable_params": trainable,
-            "total_params": total, "trainable_pct": round(100.0 * trainable / total, 3)}
+    out = {"method": cfg.method, "recipe": cfg.recipe, "backbone": cfg.backbone, "dataset": cfg.dataset,
+           "protocol": cfg.protocol, "shots": cfg.shots, "seed": cfg.seed, "img_size": cfg.img_size, "trainable_params": trainable,
+           "total_params": total, "trainable_pct": round(100.0 * trainable / total, 3)}
+    template = class_text_template(cfg, model)
+    if template:
+        out["template"] = template  # the class prompt its classifier is built from (issue 20 §1)
+    return out
+
+
+def class_text_template(cfg: Config, model: PromptedClassifier) -> str | None:
+    """The class-name template the run's classifier is built from (the method's ``template`` option, or
+    ``text_template`` for ``head: text``); None for a classifier without class text (issue 20 §1: recorded)."""
+    template = getattr(model.method.options, "template", None)
+    if isinstance(template, str) and template:
+        return template
+    return cfg.text_template if cfg.head == "text" else None
 
 
 def plot_curves(metrics: dict, path: Path) -> None:
