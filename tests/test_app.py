@@ -1,0 +1,128 @@
+"""``lorevit app`` (issue 22 §2): the explorer's views as data, the missing-extra error, and the page in a real
+headless browser (Debian's chromium through Selenium): upload an image, read the predicted label, screenshot;
+a non-image upload shows a message."""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lorevit.cli import main
+
+from . import browser
+from .conftest import CLASSES
+
+
+@pytest.fixture(scope="module")
+def explorer(tiny_adapter):
+    from lorevit.app.explorer import Explorer
+
+    return Explorer.load(tiny_adapter, top_k=2)
+
+
+def _test_image(tiny_adapter):
+    """A real image of the adapter's test split (a PNG on disk) and its class."""
+    path = sorted((tiny_adapter.parent / "colors" / "test").rglob("*.png"))[0]
+    return path, path.parent.name.replace("_", " ")
+
+
+def test_classify_matches_predict_and_draws_fig3(explorer, tiny_adapter):
+    from lorevit.app.explorer import PANEL_SIDE, open_picture
+    from lorevit.tools.predict import predict_images
+
+    path, label = _test_image(tiny_adapter)
+    result = explorer.classify(open_picture(path), true_class=label)
+    expected = predict_images(explorer.setup.model, explorer.setup.cfg, [path], top_k=2)[0]["top"]
+    assert [t["class"] for t in result.top] == [t["class"] for t in expected]
+    assert np.allclose([t["prob"] for t in result.top], [t["prob"] for t in expected], atol=1e-6)
+    assert result.predicted == result.top[0]["class"] and result.true == label
+    captions = [caption for _, caption in result.panels]  # LORE: image, Black Box, LORE, KLA predicted, KLA true
+    assert captions[1:3] == ["Black Box CLS attention", "LORE CLS attention"]
+    assert captions[3] == f"KLA attention (predicted: {result.predicted})" and captions[4] == f"KLA attention (true: {label})"
+    for pixels, _ in result.panels:
+        assert pixels.dtype == np.uint8 and pixels.shape == (PANEL_SIDE, PANEL_SIDE, 3)
+    assert not np.array_equal(result.panels[1][0], result.panels[2][0])  # the prompts change the attention
+
+
+def test_samples_are_the_adapters_test_images(explorer):
+    samples = explorer.samples()
+    assert samples and {label for _, label in samples.values()} == set(CLASSES)
+    name = next(iter(samples))
+    picture, label = explorer.sample(name)
+    assert picture.mode == "RGB" and label == samples[name][1]
+
+
+def test_correspondence_of_an_image_with_itself_finds_the_same_point(explorer, tiny_adapter):
+    from lorevit.app.explorer import open_picture
+
+    picture = open_picture(_test_image(tiny_adapter)[0]).resize((48, 40))
+    result = explorer.correspond(picture, picture, (30, 12))
+    assert [m.source for m in result.matches] == ["B-B", "LORE"]
+    for m in result.matches:  # the cosine of a vector with itself is 1, the maximum
+        assert m.cosine == pytest.approx(1.0, abs=1e-5)
+        assert abs(m.best[0] - 30) <= 1 and abs(m.best[1] - 12) <= 1
+        assert m.panel.shape == (40, 48, 3) and m.panel.dtype == np.uint8
+    assert result.source_panel.shape == (40, 48, 3)
+
+
+def test_bad_uploads_are_messages(tmp_path, explorer):
+    from lorevit.app.explorer import AppError, open_picture
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(AppError, match="notes.txt is not an image"):
+        open_picture(text)
+    truncated = tmp_path / "cut.png"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(tmp_path / "whole.png")
+    truncated.write_bytes((tmp_path / "whole.png").read_bytes()[:60])
+    with pytest.raises(AppError, match="cut.png"):
+        open_picture(truncated)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(big)
+    with pytest.raises(AppError, match="300×200 px, more than"):  # refused from the header, before decoding
+        open_picture(big, max_pixels=50_000)
+    with pytest.raises(AppError, match="outside image A"):
+        explorer.correspond(Image.new("RGB", (32, 32)), Image.new("RGB", (32, 32)), (40, 3))
+    with pytest.raises(AppError, match="not one of the adapter's classes"):
+        explorer.classify(Image.new("RGB", (32, 32)), true_class="purple square")
+
+
+def test_missing_gradio_is_one_error_line(monkeypatch, tiny_adapter, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` raises ImportError
+    assert main(["app", "--adapter", str(tiny_adapter)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lorevit: error: lorevit app needs Gradio") and 'pip install "lorevit[app]"' in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.skipif(not browser.have_chromium(), reason=browser.MISSING)
+def test_page_in_a_real_browser(tiny_adapter, explorer, tmp_path):
+    pytest.importorskip("gradio", reason="the app extra (pip install 'lorevit[app]') is not installed")
+    pytest.importorskip("selenium", reason="selenium (the dev extra) is not installed")
+    from lorevit.app.explorer import open_picture
+
+    image, _ = _test_image(tiny_adapter)
+    expected = explorer.classify(open_picture(image)).predicted
+    home = os.environ["LOREVIT_HOME"]  # the session's caches (knowledge features) for the server too
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with browser.served_app(tiny_adapter, env={"LOREVIT_HOME": home}) as (url, seconds, lines), browser.chromium() as driver:
+        print(f"lorevit app ready in {seconds:.1f} s")
+        driver.get(url)
+        browser.upload(driver, "upload", text)
+        assert "notes.txt is not an image" in browser.text_of(driver, "message", "not an image")
+        assert "Traceback" not in driver.page_source
+
+        driver.get(url)  # a fresh page
+        browser.upload(driver, "upload", image)
+        shown = browser.text_of(driver, "prediction", "predicted:")
+        predicted = shown.split("predicted:")[1].split("(")[0].strip()
+        assert predicted == expected and predicted in CLASSES
+        shot = tmp_path / "app.png"
+        assert driver.save_screenshot(str(shot))
+        with Image.open(shot) as picture:
+            assert picture.format == "PNG" and picture.width >= 1000
+    assert not any("Traceback" in line for line in lines), "\n".join(lines)
