@@ -3,7 +3,8 @@
 Nothing is downloaded: the browser and its driver are the Debian packages ``chromium`` and ``chromium-driver``
 (``make setup`` installs them), Selenium is told their paths (so Selenium Manager never runs).
 
-    python tests/browser.py ADAPTER IMAGE OUT.png     a screenshot of the app after IMAGE's upload (docs/img/app.png)
+    python tests/browser.py ADAPTER IMAGE OUT.png [--true-class C] [--match A B OUT2.png]
+        screenshots of the app after IMAGE's upload (docs/img/app.png) and of a click on A (docs/img/app-match.png)
 """
 from __future__ import annotations
 
@@ -109,16 +110,80 @@ def text_of(driver, elem_id: str, contains: str, wait: float = 30.0) -> str:
     return WebDriverWait(driver, wait).until(ready)
 
 
-def screenshot(adapter: str, image: str, output: str) -> None:
+def choose(driver, elem_id: str, option: str, wait: float = 30.0) -> None:
+    """Choose ``option`` in the Gradio dropdown ``#elem_id`` (type it, then Enter), as a user would."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    field = WebDriverWait(driver, wait).until(EC.element_to_be_clickable((By.CSS_SELECTOR, f"#{elem_id} input")))
+    field.click()
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(option)
+    time.sleep(0.3)
+    field.send_keys(Keys.ENTER)
+
+
+def open_tab(driver, title: str, wait: float = 30.0) -> None:
+    """Click the tab named ``title`` once the page shows it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def tab(d):
+        return next((b for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == title), False)
+
+    WebDriverWait(driver, wait).until(tab).click()
+
+
+def click_image(driver, elem_id: str, fx: float, fy: float, wait: float = 30.0) -> None:
+    """Click the image of the Gradio component ``#elem_id`` at the fraction (fx, fy) of its width and height."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    image = WebDriverWait(driver, wait).until(EC.visibility_of_element_located((By.CSS_SELECTOR, f"#{elem_id} img")))
+    size = image.size
+    ActionChains(driver).move_to_element_with_offset(image, round((fx - 0.5) * size["width"]),
+                                                     round((fy - 0.5) * size["height"])).click().perform()
+
+
+def screenshots(adapter: str, image: str, output: str, image_a: str | None = None, image_b: str | None = None,
+                output_match: str | None = None, true_class: str | None = None) -> None:
+    """The classify tab after ``image``'s upload (KLA's true class chosen when given) → ``output``; with images A and B
+    the correspondence tab after a click on A → ``output_match``."""
     with served_app(adapter) as (url, seconds, _), chromium(1400, 1050) as driver:
         print(f"app ready in {seconds:.1f} s at {url}")
         driver.get(url)
         upload(driver, "upload", image)
         print(text_of(driver, "prediction", "predicted", wait=120))
-        time.sleep(1.0)  # the gallery's images load after the text
+        if true_class:
+            choose(driver, "true-class", true_class)
+            print(text_of(driver, "prediction", "true:", wait=60))
+        time.sleep(1.5)  # the gallery's images load after the text
         driver.save_screenshot(output)
         print(f"screenshot → {output}")
+        if image_a and image_b and output_match:
+            open_tab(driver, "Correspondence")
+            upload(driver, "upload-a", image_a)
+            upload(driver, "upload-b", image_b)
+            time.sleep(2)
+            click_image(driver, "image-a", 0.45, 0.4)
+            print(text_of(driver, "match-message", "best match", wait=180))
+            time.sleep(1.5)
+            driver.save_screenshot(output_match)
+            print(f"screenshot → {output_match}")
 
 
 if __name__ == "__main__":
-    screenshot(*sys.argv[1:4])
+    import argparse
+
+    parser = argparse.ArgumentParser(description="screenshots of lorevit app in headless chromium")
+    parser.add_argument("adapter")
+    parser.add_argument("image")
+    parser.add_argument("output")
+    parser.add_argument("--true-class")
+    parser.add_argument("--match", nargs=3, metavar=("IMAGE_A", "IMAGE_B", "OUTPUT"))
+    args = parser.parse_args()
+    screenshots(args.adapter, args.image, args.output, *(args.match or (None, None, None)), true_class=args.true_class)

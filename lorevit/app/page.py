@@ -11,6 +11,7 @@ logged on the server with its traceback and shown as one line, never as a stack 
 
 No ``from __future__ import annotations`` here: Gradio reads the handlers' ``gr.SelectData`` annotation at run time.
 """
+import functools
 import logging
 import os
 from typing import Callable
@@ -41,7 +42,9 @@ def _warning(text: str) -> str:
 
 
 def _guarded(fn: Callable, fallback: Callable[[str], tuple]) -> Callable:
-    """``fn`` with its failures as page messages: ``fallback(message)`` gives the outputs then."""
+    """``fn`` with its failures as page messages: ``fallback(message)`` gives the outputs then. The wrapper keeps
+    ``fn``'s signature (Gradio passes a ``gr.SelectData`` argument by its annotation)."""
+    @functools.wraps(fn)
     def run(*args):
         try:
             return fn(*args)
@@ -50,7 +53,6 @@ def _guarded(fn: Callable, fallback: Callable[[str], tuple]) -> Callable:
         except Exception as err:  # noqa: BLE001 - the page shows one line; the traceback goes to the server's log
             log.exception("lorevit app: %s failed", getattr(fn, "__name__", "a handler"))
             return fallback(_warning(f"unexpected error ({type(err).__name__}: {err}); the server's log has the details"))
-    run.__name__ = getattr(fn, "__name__", "handler")
     return run
 
 
@@ -115,7 +117,7 @@ def build_page(explorer: Explorer):
                 with gr.Column(scale=2):
                     prediction = gr.Markdown(elem_id="prediction")
                     top = gr.Label(num_top_classes=explorer.top_k, label="top classes", elem_id="top")
-            panels = gr.Gallery(label="Fig. 3: attention over the image", columns=5, height="auto",
+            panels = gr.Gallery(label="Fig. 3: attention over the image", columns=5, height=262,
                                 object_fit="contain", elem_id="panels", allow_preview=False)
             outputs = [prediction, top, panels, message]
             run_classify = _guarded(classify, lambda text: ("", None, [], text))
