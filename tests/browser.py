@@ -136,14 +136,20 @@ def open_tab(driver, title: str, wait: float = 30.0) -> None:
     WebDriverWait(driver, wait).until(tab).click()
 
 
-def click_image(driver, elem_id: str, fx: float, fy: float, wait: float = 30.0) -> None:
-    """Click the image of the Gradio component ``#elem_id`` at the fraction (fx, fy) of its width and height."""
-    from selenium.webdriver.common.action_chains import ActionChains
+def wait_image(driver, elem_id: str, wait: float = 30.0):
+    """The ``<img>`` of the Gradio image ``#elem_id`` once it is shown."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    image = WebDriverWait(driver, wait).until(EC.visibility_of_element_located((By.CSS_SELECTOR, f"#{elem_id} img")))
+    return WebDriverWait(driver, wait).until(EC.visibility_of_element_located((By.CSS_SELECTOR, f"#{elem_id} img")))
+
+
+def click_image(driver, elem_id: str, fx: float, fy: float, wait: float = 30.0) -> None:
+    """Click the image of the Gradio component ``#elem_id`` at the fraction (fx, fy) of its width and height."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    image = wait_image(driver, elem_id, wait)
     size = image.size
     ActionChains(driver).move_to_element_with_offset(image, round((fx - 0.5) * size["width"]),
                                                      round((fy - 0.5) * size["height"])).click().perform()
@@ -168,7 +174,7 @@ def screenshots(adapter: str, image: str, output: str, image_a: str | None = Non
             open_tab(driver, "Correspondence")
             upload(driver, "upload-a", image_a)
             upload(driver, "upload-b", image_b)
-            time.sleep(2)
+            wait_image(driver, "match-bb")
             click_image(driver, "image-a", 0.45, 0.4)
             print(text_of(driver, "match-message", "best match", wait=180))
             time.sleep(1.5)

@@ -29,6 +29,23 @@ def _test_image(tiny_adapter):
     return path, path.parent.name.replace("_", " ")
 
 
+def _huge_png(path, width: int, height: int):
+    """A PNG whose header says width × height (a 1 × 1 image's data after it): what a decompression bomb looks like
+    to a reader that checks the size first."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"IHDR")
+    data[start + 4:start + 12] = struct.pack(">II", width, height)
+    data[start + 17:start + 21] = struct.pack(">I", zlib.crc32(bytes(data[start:start + 17])))
+    path.write_bytes(bytes(data))
+    return path
+
+
 def test_classify_matches_predict_and_draws_fig3(explorer, tiny_adapter):
     from lorevit.app.explorer import PANEL_SIDE, open_picture
     from lorevit.tools.predict import predict_images
@@ -84,6 +101,8 @@ def test_bad_uploads_are_messages(tmp_path, explorer):
     Image.new("RGB", (300, 200)).save(big)
     with pytest.raises(AppError, match="300×200 px, more than"):  # refused from the header, before decoding
         open_picture(big, max_pixels=50_000)
+    with pytest.raises(AppError, match="huge.png is (too large|9000×9000 px)"):  # 81 MP: PIL's own bomb limit or ours
+        open_picture(_huge_png(tmp_path / "huge.png", 9000, 9000))
     with pytest.raises(AppError, match="outside image A"):
         explorer.correspond(Image.new("RGB", (32, 32)), Image.new("RGB", (32, 32)), (40, 3))
     with pytest.raises(AppError, match="not one of the adapter's classes"):
@@ -109,12 +128,16 @@ def test_page_in_a_real_browser(tiny_adapter, explorer, tmp_path):
     home = os.environ["LOREVIT_HOME"]  # the session's caches (knowledge features) for the server too
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
+    huge = _huge_png(tmp_path / "huge.png", 8000, 6000)  # 48 MP in the header, 70 bytes on disk
     with browser.served_app(tiny_adapter, env={"LOREVIT_HOME": home}) as (url, seconds, lines), browser.chromium() as driver:
         print(f"lorevit app ready in {seconds:.1f} s")
         driver.get(url)
         browser.upload(driver, "upload", text)
         assert "notes.txt is not an image" in browser.text_of(driver, "message", "not an image")
         assert "Traceback" not in driver.page_source
+        driver.get(url)
+        browser.upload(driver, "upload", huge)
+        assert "8000×6000 px, more than 40 megapixels" in browser.text_of(driver, "message", "megapixels")
 
         driver.get(url)  # a fresh page
         browser.upload(driver, "upload", image)
@@ -125,4 +148,12 @@ def test_page_in_a_real_browser(tiny_adapter, explorer, tmp_path):
         assert driver.save_screenshot(str(shot))
         with Image.open(shot) as picture:
             assert picture.format == "PNG" and picture.width >= 1000
+
+        browser.open_tab(driver, "Correspondence")  # the same image as A and B: a click finds its own point
+        browser.upload(driver, "upload-a", image)
+        browser.upload(driver, "upload-b", image)
+        browser.wait_image(driver, "match-bb")  # B shown
+        browser.click_image(driver, "image-a", 0.5, 0.5)
+        said = browser.text_of(driver, "match-message", "LORE: best match")
+        assert "B-B: best match" in said and "cosine 1.000" in said
     assert not any("Traceback" in line for line in lines), "\n".join(lines)
