@@ -157,3 +157,36 @@ def test_page_in_a_real_browser(tiny_adapter, explorer, tmp_path):
         said = browser.text_of(driver, "match-message", "LORE: best match")
         assert "B-B: best match" in said and "cosine 1.000" in said
     assert not any("Traceback" in line for line in lines), "\n".join(lines)
+
+
+def test_a_hub_folder_of_a_method_that_changes_the_vit(tmp_path, tiny_backbone, color_folder):
+    """bitfit trains the ViT's own biases: the Black Box panels and B-B features come from a clean copy of the ViT;
+    no KLA panels; the adapter loads from a hub-style folder (save_pretrained)."""
+    import torch
+
+    import lorevit
+    from lorevit.adapters.format import save_adapter
+    from lorevit.app.explorer import Explorer
+    from lorevit.tools.locality import changes_the_vit
+
+    from .conftest import TINY_SIZE, tiny_config
+
+    cfg = tiny_config(tmp_path / "run", color_folder, method="bitfit")
+    model = lorevit.create_model("bitfit", CLASSES, backbone=tiny_backbone, knowledge=cfg.knowledge)
+    with torch.no_grad():
+        for name, p in model.backbone.named_parameters():
+            if p.requires_grad:
+                p.add_(0.5)  # "trained" biases: the adapted ViT differs from the Black Box
+    save_adapter(model.eval(), cfg, cfg.output)
+    lorevit.load_adapter(cfg.output)[0].save_pretrained(tmp_path / "hub", config=cfg)
+    explorer = Explorer.load(tmp_path / "hub")
+    assert changes_the_vit(explorer.setup.model) and explorer.setup.blackbox is not None
+    picture = Image.open(sorted((color_folder / "test").rglob("*.png"))[0]).convert("RGB")
+    result = explorer.classify(picture, true_class=CLASSES[1])
+    assert [c for _, c in result.panels][1:] == ["Black Box CLS attention", "bitfit CLS attention"]  # no KLA
+    assert not np.array_equal(result.panels[1][0], result.panels[2][0])
+    match = explorer.correspond(picture, picture, (5, 20))
+    plain, adapted = explorer.extractors()
+    assert plain.backbone is not adapted.backbone and [m.source for m in match.matches] == ["B-B", "bitfit"]
+    assert all(m.cosine == pytest.approx(1.0, abs=1e-5) for m in match.matches)
+    assert TINY_SIZE == picture.width

@@ -129,7 +129,7 @@ class Explorer:
 
     @classmethod
     def load(cls, adapter: str | Path, weights: str | None = "unset", strict: bool = False, top_k: int = 5) -> "Explorer":
-        """An adapter (run folder, hub-style folder or merged export, adapter file, Hub repo id), as ``lorevit visualize``."""
+        """An adapter (run folder, hub-style folder, adapter file, Hub repo id), loaded as ``lorevit visualize`` does."""
         return cls(fig3_setup(adapter, weights, strict), adapter, weights, strict, top_k)
 
     # ------------------------------------------------------------------ what the page says about the adapter
