@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lorevit.app.errors import AppError
 from lorevit.errors import UserError
 from lorevit.tools.predict import top_classes
 from lorevit.tools.visualize import (display_images, fig3_setup, method_title, overlay_image, upsample_maps,
@@ -32,10 +33,6 @@ PANEL_SIDE = 224  # Fig. 3 panels are shown at this size (the model sees cfg.img
 MATCH_SIDE = 448  # correspondence images are shown (and matched) with their long side at most this
 MATCH_INPUT = 224  # the square input of the ViT for correspondence features (TASKS_SPEC §2's size)
 SAMPLE_COUNT = 12  # test images offered to pick, spread over the classes
-
-
-class AppError(UserError, ValueError):
-    """An input given through the page is wrong (not an image, too large, no point); the page shows the message."""
 
 
 @dataclass

@@ -16,10 +16,13 @@ import logging
 import os
 from typing import Callable
 
-import numpy as np
+from typing import TYPE_CHECKING
 
-from lorevit.app.explorer import AppError, Explorer, fit_picture, open_picture
+from lorevit.app.errors import AppError
 from lorevit.errors import UserError
+
+if TYPE_CHECKING:
+    from lorevit.app.explorer import Explorer
 
 MAX_FILE_SIZE = "50mb"  # Gradio refuses a bigger upload itself, with its own message
 UNKNOWN = "(unknown)"
@@ -56,8 +59,12 @@ def _guarded(fn: Callable, fallback: Callable[[str], tuple]) -> Callable:
     return run
 
 
-def build_page(explorer: Explorer):
+def build_page(explorer: "Explorer"):
     """The ``gr.Blocks`` of the app (not launched)."""
+    import numpy as np
+
+    from lorevit.app.explorer import fit_picture, open_picture
+
     gr = require_gradio()
     samples = explorer.samples()
     classes = [UNKNOWN] + explorer.classnames
@@ -152,7 +159,7 @@ def build_page(explorer: Explorer):
     return page
 
 
-def serve(explorer: Explorer, host: str = "127.0.0.1", port: int | None = None,
+def serve(explorer: "Explorer", host: str = "127.0.0.1", port: int | None = None,
           ready: Callable[[str], None] | None = None, block: bool = True):
     """Launch the page on ``host:port`` (Gradio's first free port from 7860 when None); ``ready(url)`` once it
     answers; with ``block`` until Ctrl-C, else the launched page is returned (``page.close()`` stops it)."""

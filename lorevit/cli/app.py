@@ -32,7 +32,7 @@ def register(commands) -> None:
 
 
 def cmd_app(args) -> int:
-    from lorevit.app.explorer import AppError
+    from lorevit.app.errors import AppError
 
     if args.port is not None and not 1 <= args.port <= 65535:
         raise AppError(f"--port must be between 1 and 65535, got {args.port}")
