@@ -117,6 +117,21 @@ def test_missing_gradio_is_one_error_line(monkeypatch, tiny_adapter, capsys):
     assert len(err.splitlines()) == 1
 
 
+def test_a_taken_port_is_one_error_line_before_the_adapter_loads(tmp_path, capsys):
+    import socket
+
+    pytest.importorskip("gradio", reason="the app extra (pip install 'lorevit[app]') is not installed")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["app", "--adapter", str(tmp_path / "no-such-run"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"lorevit: error: cannot serve on 127.0.0.1:{port}" in err and "another --port" in err
+    assert main(["app", "--adapter", "x", "--port", "70000"]) == 2
+    assert "--port must be between 1 and 65535" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not browser.have_chromium(), reason=browser.MISSING)
 def test_page_in_a_real_browser(tiny_adapter, explorer, tmp_path):
     pytest.importorskip("gradio", reason="the app extra (pip install 'lorevit[app]') is not installed")

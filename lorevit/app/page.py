@@ -40,6 +40,21 @@ def require_gradio():
     return gradio
 
 
+def check_address(host: str, port: int | None) -> None:
+    """An AppError now, before the adapter loads, when ``host:port`` cannot be served (the port is taken, the host is
+    not this machine's); ``port=None`` (Gradio picks a free one) is not checked."""
+    if port is None:
+        return
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except OSError as err:
+        raise AppError(f"cannot serve on {host}:{port} ({err.strerror or err}); pass another --port, or none for the "
+                       "first free one from 7860") from None
+
+
 def _warning(text: str) -> str:
     return f"**⚠ {text}**"
 
@@ -171,7 +186,7 @@ def serve(explorer: "Explorer", host: str = "127.0.0.1", port: int | None = None
                     prevent_thread_lock=True, max_file_size=MAX_FILE_SIZE, ssr_mode=False, footer_links=[],
                     theme=gr.themes.Default())
     except OSError as err:  # the port is taken, or the host is not this machine's
-        raise AppError(f"cannot serve on {host}:{port}: {err}") from None
+        raise AppError(f"cannot serve on {host}:{port} ({err}); pass another --port") from None
     if ready is not None:
         ready(page.local_url)
     if block:

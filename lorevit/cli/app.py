@@ -37,9 +37,10 @@ def cmd_app(args) -> int:
     if args.port is not None and not 1 <= args.port <= 65535:
         raise AppError(f"--port must be between 1 and 65535, got {args.port}")
     start = time.perf_counter()
-    from lorevit.app.page import require_gradio
+    from lorevit.app.page import check_address, require_gradio
 
-    require_gradio()  # a missing extra is reported before the adapter loads
+    require_gradio()  # a missing extra and a taken port are reported before the adapter loads
+    check_address(args.host, args.port)
     from lorevit.app.explorer import Explorer
     from lorevit.app.page import serve
 
