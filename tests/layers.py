@@ -36,7 +36,7 @@ ROWS: list[tuple[str, ...]] = [
     ("training",),
     ("run",),  # one release's alias of lorevit.training.run
     ("tools", "tasks"),
-    ("bench",),
+    ("bench", "app"),
     ("cli",),
     ("__main__",),
 ]
@@ -46,6 +46,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "lightning": ("training", "run", "bench", "cli", "__main__"),
     "pytorch_lightning": (),
     "argparse": ("cli", "__main__"),
+    "gradio": ("app",),  # the optional app extra: lorevit works without it
 }
 
 

@@ -11,6 +11,7 @@
     lorevit report RUN_DIR... [--output DIR]             one table over many runs
     lorevit hub save RUN_DIR --output DIR                a hub-style folder (config.json, model.safetensors, README.md)
     lorevit hub push RUN_DIR --repo org/name [--private] upload it to the Hugging Face Hub
+    lorevit app --adapter DIR [--host H] [--port N]      an interactive page (needs lorevit[app])
 
 --adapter takes a run directory, a hub-style folder or a Hub repo id; eval/predict/visualize take
 --weights FILE_OR_NAME (a local copy of the adapter's backbone weights) and --strict.
@@ -27,14 +28,14 @@ import os
 import sys
 import warnings
 
-from lorevit.cli import bench, classify, correspondence, export, hub, report, retrieval, tasks, video
+from lorevit.cli import app, bench, classify, correspondence, export, hub, report, retrieval, tasks, video
 from lorevit.errors import UserError
 from lorevit.version import __version__
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)  # one line, exit status 2
 # Every command, in the order ``lorevit --help`` lists them.
 COMMANDS = (classify.register, bench.register, retrieval.register, correspondence.register, video.register,
-            tasks.register, export.register, report.register, hub.register)
+            tasks.register, export.register, report.register, hub.register, app.register)
 
 
 class Parser(argparse.ArgumentParser):

@@ -119,7 +119,6 @@ def predict_images(model: "PromptedClassifier", cfg: "Config", paths: Sequence[s
     warn = warn or (lambda message: warnings.warn(message, UnreadableImageWarning, stacklevel=3))
     transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False, preset=cfg.transforms)
     model = model.to(device).eval()
-    k = min(top_k, model.num_classes)
     rows: list[dict] = []
     # tqdm's disable=None: shown only on a terminal
     disable = (not progress) if progress is not None else (None if len(paths) > batch_size else True)
@@ -138,12 +137,22 @@ def predict_images(model: "PromptedClassifier", cfg: "Config", paths: Sequence[s
                     warn(f"{err}; skipped")
                     rows.append({"path": str(path), "error": str(err)})
             if images:
-                probs = model(torch.stack(images).to(device)).logits.float().softmax(-1)  # B, classes
-                values, classes = probs.topk(k, dim=-1)  # B, k
-                for i, vals, idxs in zip(good, values.cpu().tolist(), classes.cpu().tolist()):
-                    rows[i]["top"] = [{"class": model.classnames[c], "prob": v} for v, c in zip(vals, idxs)]
+                for i, top in zip(good, top_classes(model, torch.stack(images).to(device), top_k)):
+                    rows[i]["top"] = top
             bar.update(len(chunk))
     return rows
+
+
+def top_classes(model: "PromptedClassifier", images: "torch.Tensor", top_k: int) -> list[list[dict]]:
+    """The ``top_k`` most probable classes (softmax of the logits) of each image of a normalised batch (B, 3, H, W):
+    per image ``[{"class", "prob"}, ...]``, best first; ``top_k`` is capped at the number of classes."""
+    import torch
+
+    with torch.inference_mode():
+        probs = model(images).logits.float().softmax(-1)  # B, classes
+    values, classes = probs.topk(min(top_k, model.num_classes), dim=-1)  # B, k
+    return [[{"class": model.classnames[c], "prob": v} for v, c in zip(vals, idxs)]
+            for vals, idxs in zip(values.cpu().tolist(), classes.cpu().tolist())]
 
 
 def predictions_csv(rows: Sequence[dict], top_k: int) -> str:

@@ -20,6 +20,7 @@ accuracy per epoch when the rows have ``val_top1``) from its metrics dict alone.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -97,7 +98,8 @@ def display_images(images: torch.Tensor, data_config: dict) -> np.ndarray:
     return (images.cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
-def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+def upsample_maps(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(B, h, w) maps → (B, H, W) numpy, bilinear: each panel's map at its picture's size."""
     return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0].cpu().numpy()
 
 
@@ -111,7 +113,7 @@ def plot_attention_grid(pictures: np.ndarray, maps: dict[str, torch.Tensor | Non
     titles.update(column_titles or {})
     rows, cols = pictures.shape[0], 1 + len(columns)
     size = pictures.shape[1:3]
-    upsampled = {key: _upsample(m, size) for key, m in columns}
+    upsampled = {key: upsample_maps(m, size) for key, m in columns}
     fig, axes = plt.subplots(rows, cols, figsize=(cols * CELL_INCHES, rows * CELL_INCHES), squeeze=False)
     for r in range(rows):
         axes[r, 0].imshow(pictures[r])
@@ -128,6 +130,58 @@ def plot_attention_grid(pictures: np.ndarray, maps: dict[str, torch.Tensor | Non
     return _save(fig, path)
 
 
+@dataclass
+class Fig3Setup:
+    """What Fig. 3 needs from an adapter, loaded once: the model and its run's config, the eval transform, the
+    knowledge features (LORE family, else None) and a clean Black Box ViT when the method changes its own (else None)."""
+
+    model: "torch.nn.Module"
+    cfg: "object"
+    transform: "object"
+    knowledge: torch.Tensor | None
+    blackbox: "torch.nn.Module | None"
+
+    def maps(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
+        """:func:`attention_maps` of a normalised batch (KLA queried with ``labels``, else the predicted classes)."""
+        return attention_maps(self.model, images, labels, self.knowledge, self.blackbox)
+
+
+def fig3_setup(adapter: str | Path, weights: str | None = "unset", strict: bool = False) -> Fig3Setup:
+    """Load an adapter for Fig. 3 (``weights``/``strict``: as :func:`lorevit.factory.load_adapter`'s)."""
+    from lorevit.data.transforms import image_transforms
+    from lorevit.factory import load_adapter
+
+    model, cfg = load_adapter(adapter, weights=weights, strict=strict)
+    transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False, preset=cfg.transforms)
+    knowledge = None
+    if getattr(model.method, "uses_knowledge", False):
+        from lorevit.knowledge import class_features
+
+        knowledge = class_features(cfg.knowledge, model.classnames)
+    blackbox = None
+    if changes_the_vit(model):  # its own ViT holds the method's changes: the Black Box column needs a clean one
+        from lorevit.backbone import create_backbone
+        from lorevit.factory import resolve_weights
+
+        blackbox = create_backbone(cfg.backbone, resolve_weights(cfg, weights, adapter), cfg.img_size,
+                                   **cfg.backbone_kwargs).eval()
+    return Fig3Setup(model.eval(), cfg, transform, knowledge, blackbox)
+
+
+def method_title(method: str) -> str:
+    """How figures name a method: "LORE" for lore, "LORE w/o L_kp" for lore-no-kp, else its registry name."""
+    return {"lore": "LORE", "lore-no-kp": "LORE w/o L_kp"}.get(method, method)
+
+
+def overlay_image(picture: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """One panel of Fig. 3 as pixels: ``heat`` (H, W) in [0, 1] through the jet colour map, blended with weight
+    ``alpha`` over ``picture`` (H, W, 3) in [0, 1] — what :func:`plot_attention_grid` draws — as uint8 (H, W, 3)."""
+    from matplotlib import colormaps
+
+    colours = colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
+    return np.round(255 * ((1 - alpha) * picture + alpha * colours)).clip(0, 255).astype(np.uint8)
+
+
 def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str] = (), dataset: str | None = None,
               data_root: str | None = None, count: int = 4, seed: int = 0, split: str = "test",
               use_predicted: bool = False, weights: str | None = "unset", strict: bool = False) -> dict:
@@ -135,11 +189,8 @@ def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str
     (``weights``/``strict``: as :func:`lorevit.factory.load_adapter`'s)."""
     from PIL import Image, UnidentifiedImageError
 
-    from lorevit.factory import load_adapter
-    from lorevit.data.transforms import image_transforms
-
-    model, cfg = load_adapter(adapter, weights=weights, strict=strict)
-    transform = image_transforms(model.backbone.data_config, cfg.img_size, train=False, preset=cfg.transforms)
+    setup = fig3_setup(adapter, weights, strict)
+    model, cfg, transform = setup.model, setup.cfg, setup.transform
     labels, masks = None, []
     if image_paths:
         tensors, names = [], []
@@ -163,19 +214,7 @@ def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str
         labels = torch.tensor([label for _, label in items])
         names = [f"{split} #{i}" for i in indices]
     images = torch.stack(tensors)
-    knowledge = None
-    if getattr(model.method, "uses_knowledge", False):
-        from lorevit.knowledge import class_features
-
-        knowledge = class_features(cfg.knowledge, model.classnames)
-    blackbox = None
-    if changes_the_vit(model):  # its own ViT holds the method's changes: the Black Box column needs a clean one
-        from lorevit.backbone import create_backbone
-        from lorevit.factory import resolve_weights
-
-        blackbox = create_backbone(cfg.backbone, resolve_weights(cfg, weights, adapter), cfg.img_size,
-                                   **cfg.backbone_kwargs).eval()
-    maps = attention_maps(model, images, None if use_predicted else labels, knowledge, blackbox)
+    maps = setup.maps(images, None if use_predicted else labels)
     scores = _row_scores(maps["raw"], masks, model.backbone, images, cfg.img_size)
     predicted = maps["predicted"].tolist()
     row_titles = []
@@ -184,8 +223,7 @@ def visualize(adapter: str | Path, output: str | Path, image_paths: Sequence[str
         if labels is not None:
             text += f", true {model.classnames[int(labels[r])]}"
         row_titles.append(text)
-    method_title = {"lore": "LORE", "lore-no-kp": "LORE w/o L_kp"}.get(cfg.method, cfg.method)
-    column_titles = {"model": f"{method_title} attention"}
+    column_titles = {"model": f"{method_title(cfg.method)} attention"}
     if maps["kla"] is not None:
         which = "pred" if labels is None or use_predicted else "true"
         column_titles["kla"] = [f"KLA ({which}: {model.classnames[c]})" for c in maps["kla_classes"].tolist()]
