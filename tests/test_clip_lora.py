@@ -3,6 +3,7 @@ only the (A, B) pairs train and all of them get gradients, s = α/√r, the ViT-
 against hand numbers, a CLI run that reloads with identical logits, and bad input."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 
@@ -136,6 +137,12 @@ def test_trains_through_the_cli_and_reloads_with_identical_logits(tiny_clip, col
     assert state and all(k.endswith((".lora_A", ".lora_B")) for k in state)  # only the pairs are saved
     assert any(t.abs().sum() > 0 for k, t in state.items() if k.endswith(".lora_B"))  # trained values came back
     assert merged_model(again.eval(), 32) <= 1e-5  # what export --merge checks: merged vs unmerged logits
+    # the merged graph: the plain image tower and constant class text features (ONNX); no plain timm form
+    assert main(["export", "--adapter", str(out), "--merge", "--format", "timm", "--output", str(tmp_path / "m.st")]) == 2
+    if importlib.util.find_spec("onnxruntime") is not None:
+        assert main(["export", "--adapter", str(out), "--merge", "--output", str(tmp_path / "m.onnx")]) == 0
+        report = json.loads((tmp_path / "m.onnx.json").read_text())
+        assert report["max_abs_diff"] <= 1e-4, report
 
 
 @pytest.mark.parametrize("options,match", [({"rank": 0}, "rank must be >= 1"), ({"dropout": 1.0}, "dropout"),
