@@ -124,8 +124,7 @@ def test_bad_adapter_files(tmp_path):
 def test_every_method_is_registered():
     assert set(METHODS) == {"linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "zero-shot",
                             "lora", "adaptformer", "adapter", "ssf", "bitfit", "full",
-                            "coop", "cocoop", "prograd", "clip-adapter",
-                            "maple"}
+                            "coop", "cocoop", "prograd", "clip-adapter", "maple", "clip-lora"}
 
 
 def test_constant_tables_are_no_buffers_ddp_would_broadcast(tiny_backbone):

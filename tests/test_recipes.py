@@ -68,6 +68,7 @@ def test_easy_to_hard_stages():
 
 
 def test_every_config_uses_openai_clip_with_quickgelu_and_keeps_its_paper_number():
+
     for path in PAPER.rglob("*.yaml"):
         text = path.read_text()
         assert "# paper: " in text

@@ -3,7 +3,10 @@
 For ``linear`` (the plain Black Box), ``vpt-deep``, ``lore-no-kp`` and ``lore`` (the default rows), or any
 registered method, ``NAME+merged`` for a mergeable one, and the variants of ``bench.defaults.COST_VARIANTS``
 (``--methods all``: every vision baseline of issue 19 beside LORE) on the same frozen ViT, image size and batch
-(each row on its own copy of the ViT: methods of kind 2 change it), with ratios to the plain ViT (``linear``):
+(each row on its own copy of the ViT: methods of kind 2 change it), with ratios to the plain ViT (``linear``).
+The CLIP baselines of issue 20 (``coop``, ..., ``clip-lora``, ``clip-lora+merged``) need a CLIP backbone and
+``--knowledge clip:auto`` (its own text tower); a method that encodes its class prompts in every forward counts that
+text tower over all classes in its per-image GFLOPs (one image), a merged CLIP-LoRA has constant text features.
 
 - trainable parameters (count and percent of all parameters);
 - forward GFLOPs per image at inference, counted by ``torch.utils.flop_counter.FlopCounterMode``
@@ -36,7 +39,7 @@ import resource
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -57,7 +60,10 @@ LABELS = {"linear": "B-B (linear head)", "vpt-deep": "B-B + VPT-deep", "lore-no-
           "vpt-shallow": "B-B + VPT-shallow", "lore-public": "LORE (public code's White Box)", "lora": "LoRA r8 qkv",
           "lora+merged": "LoRA r8 qkv, merged", "lora-qv": "LoRA r8 q,v", "adaptformer": "AdaptFormer k64",
           "adaptformer-k8": "AdaptFormer k8", "adapter": "Houlsby adapter k8", "adapter-pfeiffer": "Pfeiffer adapter k8",
-          "ssf": "SSF", "ssf+merged": "SSF, merged", "bitfit": "BitFit", "full": "full fine-tuning"}
+          "ssf": "SSF", "ssf+merged": "SSF, merged", "bitfit": "BitFit", "full": "full fine-tuning",
+          # issue 20: the CLIP baselines (a CLIP backbone and --knowledge clip:auto)
+          "coop": "CoOp M16", "cocoop": "CoCoOp", "prograd": "ProGrad", "clip-adapter": "CLIP-Adapter",
+          "clip-lora": "CLIP-LoRA r2 q,k,v, both towers", "clip-lora+merged": "CLIP-LoRA, merged"}
 
 # Targets of the issue, as (name, numerator, denominator, metric, bound, higher_is_better).
 TARGETS = (
@@ -320,8 +326,12 @@ def _ratio(a: float, b: float) -> float | None:
 def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
                    progress: Callable[[str], None] | None = print) -> dict:
     """Measure every method, write ``complexity.json`` and ``complexity.md``; returns the JSON dict."""
+    from lorevit.knowledge import resolve_knowledge
+
     say = progress or (lambda _msg: None)
     rows = check_rows(settings.methods)
+    # a CLIP method's rows need the backbone's own text tower (clip:auto → clip:<model>[@<tag>])
+    settings = replace(settings, knowledge=resolve_knowledge(settings.knowledge, settings.backbone, settings.weights))
     for key in ("img_size", "batch_size", "num_classes", "infer_repeats", "train_repeats"):
         if getattr(settings, key) < 1:
             raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer")
@@ -349,16 +359,18 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
     say(f"inference: batch {B} at {size}px, {settings.warmup} warm-up + {settings.infer_repeats} interleaved repeats")
     infer = interleaved_times({m: make_infer_step(model, images) for m, model in models.items()},
                               settings.infer_repeats, settings.warmup, device, say)
-    train_steps = {m: make_train_step(model, images, labels) for m, model in models.items()}
+    # a row with nothing left to train (a merged CLIP-LoRA: its head has no parameters) has no training step
+    train_steps = {m: make_train_step(model, images, labels) for m, model in models.items()
+                   if model.trainable_parameters()}
     say(f"training step: batch {B}, {settings.warmup} warm-up + {settings.train_repeats} interleaved repeats")
     train = interleaved_times(train_steps, settings.train_repeats, settings.warmup, device, say)
     memory_how = "not measured (--no-memory)"
     for name, model in models.items():
         results[name]["infer_img_per_s"] = round(B / statistics.median(infer[name]), 3)
-        results[name]["train_step_s"] = round(statistics.median(train[name]), 4)
+        results[name]["train_step_s"] = round(statistics.median(train[name]), 4) if name in train else float("nan")
         results[name]["infer_batch_s"] = [round(t, 4) for t in infer[name]]
-        results[name]["train_step_runs_s"] = [round(t, 4) for t in train[name]]
-        if settings.memory:
+        results[name]["train_step_runs_s"] = [round(t, 4) for t in train.get(name, [])]
+        if settings.memory and name in train_steps:
             mb, memory_how = peak_step_memory_mb(train_steps[name], device)
             results[name]["peak_mem_mb"] = round(mb, 1)
             results[name]["saved_activations_mb"] = round(saved_activations_mb(model, images, labels), 1)
@@ -383,7 +395,7 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
         for name, r in results.items():
             r["vs_plain_vit"] = {k: round(r[k] / results["linear"][k], 4) for k in RATIO_METRICS
                                  if results["linear"].get(k) and r.get(k) == r.get(k)}
-    runs = {m: {"infer_img_per_s": [B / t for t in infer[m]], "train_step_s": train[m]} for m in models}
+    runs = {m: {"infer_img_per_s": [B / t for t in infer[m]], "train_step_s": train.get(m, [])} for m in models}
     targets = {}
     for name, num, den, metric, bound, higher in TARGETS:
         if num in results and den in results:
@@ -443,7 +455,7 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
     }
     if settings.profile or any(not t["pass"] for t in targets.values()):
         steps = {f"{m} inference": make_infer_step(models[m], images) for m in ("vpt-deep", "lore") if m in models}
-        steps.update({f"{m} train step": train_steps[m] for m in ("vpt-deep", "lore") if m in models})
+        steps.update({f"{m} train step": train_steps[m] for m in ("vpt-deep", "lore") if m in train_steps})
         if steps:
             say("profiling (a target was missed or --profile)")
             report["profile"] = str(profile_steps(steps, out / "complexity_profile.txt"))

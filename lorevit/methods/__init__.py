@@ -35,9 +35,11 @@ from lorevit.methods.coop import CoOp, CoOpOptions
 from lorevit.methods.cocoop import CoCoOp, CoCoOpOptions
 from lorevit.methods.prograd import ProGrad, ProGradOptions
 from lorevit.methods.clip_adapter import ClipAdapter, ClipAdapterOptions
+from lorevit.methods.clip_lora import ClipLora, ClipLoraOptions
 
 for _name, _cls, _options in (("coop", CoOp, CoOpOptions), ("cocoop", CoCoOp, CoCoOpOptions),
-                              ("prograd", ProGrad, ProGradOptions), ("clip-adapter", ClipAdapter, ClipAdapterOptions)):
+                              ("prograd", ProGrad, ProGradOptions), ("clip-adapter", ClipAdapter, ClipAdapterOptions),
+                              ("clip-lora", ClipLora, ClipLoraOptions)):
     register_method(_name, _cls, _options, builtin=True)  # issue 20: the CLIP baselines (BASELINES_CLIP.md)
 from lorevit.methods.maple import MaPLe, MaPLeOptions
 

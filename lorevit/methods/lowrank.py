@@ -47,11 +47,12 @@ class SlicedLowRankLinear(AroundFrozen):
     """``base(x)`` plus ``s · B_j A_j dropout(x)`` on each output slice j = [start, stop) of a frozen Linear.
 
     ``slices`` are (start, stop) column ranges of ``base``'s output, e.g. ``qkv_slices(qkv, "qv")`` =
-    [(0, d), (2d, 3d)]; columns outside every slice are the frozen Linear's, bit for bit.
+    [(0, d), (2d, 3d)]; columns outside every slice are the frozen Linear's, bit for bit. ``independent_dropout``
+    draws a dropout mask per slice (separate q, k, v layers, as CLIP-LoRA's) instead of one for all.
     """
 
     def __init__(self, base: nn.Linear, slices: Sequence[tuple[int, int]], rank: int, scale: float,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, independent_dropout: bool = False):
         super().__init__()
         if rank < 1:
             raise ValueError(f"rank must be >= 1, got {rank}")
@@ -65,6 +66,9 @@ class SlicedLowRankLinear(AroundFrozen):
         self.slices = [tuple(s) for s in ordered]
         self.scale = scale
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        # one dropout mask per pair (CLIP-LoRA: q, k and v are separate LoRA layers, each with its own dropout)
+        # instead of one mask shared by the slices (PEFT's single layer)
+        self.independent_dropout = independent_dropout
         self.pairs = nn.ModuleList(LowRankPair(base.in_features, b - a, rank) for a, b in self.slices)
 
     # the frozen Linear's attributes, for code that reads them (timm, PromptedViT)
@@ -73,15 +77,15 @@ class SlicedLowRankLinear(AroundFrozen):
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         """The update over all output columns (zeros outside the slices): ..., out."""
-        h = self.dropout(x)
+        shared = None if self.independent_dropout else self.dropout(x)
         parts, at = [], 0
         for (a, b), pair in zip(self.slices, self.pairs):
             if a > at:
-                parts.append(h.new_zeros(*h.shape[:-1], a - at))
-            parts.append(pair(h))
+                parts.append(x.new_zeros(*x.shape[:-1], a - at))
+            parts.append(pair(self.dropout(x) if shared is None else shared))
             at = b
         if at < self.out_features:
-            parts.append(h.new_zeros(*h.shape[:-1], self.out_features - at))
+            parts.append(x.new_zeros(*x.shape[:-1], self.out_features - at))
         return torch.cat(parts, dim=-1) * self.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # B, N, in → B, N, out

@@ -36,3 +36,24 @@ def test_config_parses_and_names_a_registered_dataset(path):
     assert cfg.protocol in ("few-shot", "full", "easy-to-hard")
     assert cfg.img_size == 224 and cfg.weights is None
     assert re.search(r"^# paper: \S", path.read_text(), re.M), "each config names the paper's number"
+
+
+def test_baseline_rows_of_tables_1_to_3():
+    """issue 20 §3: one config per baseline × dataset × shots of LORE's Tables 1-3, under the published recipe."""
+    names = {p.relative_to(PAPER / "baselines").as_posix() for p in CONFIGS if p.is_relative_to(PAPER / "baselines")}
+    methods = ("coop", "cocoop", "prograd", "clip-adapter", "maple")
+    expected = {f"few-shot/{d}-{k}shot-clip-{b}-{m}.yaml" for d in FEW_SHOT_DATASETS for k in (8, 16)
+                for b in ("b16", "b32") for m in methods}
+    expected |= {f"few-shot/{d}-16shot-clip-b16-zero-shot.yaml" for d in FEW_SHOT_DATASETS}
+    expected |= {f"easy-to-hard/{d}-{n}per-stage-clip-b16-{m}.yaml" for d in FEW_SHOT_DATASETS for n in (8, 16)
+                 for m in methods}
+    expected |= {f"few-shot/{d}-16shot-clip-b16-clip-lora.yaml" for d in
+                 ("imagenet", "dtd", "ucf101", "fgvc-aircraft", "eurosat", "stanford-cars", "flowers102")}
+    assert names == expected
+    coop = Config.from_yaml(PAPER / "baselines/few-shot/dtd-16shot-clip-b16-coop.yaml")
+    assert coop.recipe == "published" and "lr" not in coop.given and "epochs" not in coop.given
+    text = (PAPER / "baselines/few-shot/dtd-16shot-clip-b16-coop.yaml").read_text()
+    assert "# paper: 68.09 " in text  # Table 1, CoOp, DTD, 16 shots
+    assert "# paper: 72.0 " in (PAPER / "baselines/few-shot/dtd-16shot-clip-b16-clip-lora.yaml").read_text()
+    maple = (PAPER / "baselines/easy-to-hard/dtd-8per-stage-clip-b16-maple.yaml").read_text()
+    assert "method: maple" in maple and "depth: 9" in maple and "n_ctx: 2" in maple and "72.37 -> 73.61" in maple
