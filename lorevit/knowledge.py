@@ -16,6 +16,7 @@ are computed once per (encoder, template, class list), kept in memory and on dis
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import logging
@@ -424,6 +425,10 @@ class ClipTextTower(TextTower):
 
     def train(self, mode: bool = True) -> "ClipTextTower":
         return super().train(False)
+
+    def private_copy(self) -> "ClipTextTower":
+        """A tower with its own copy of the weights (the tokenizer shared): what a method may cast or change."""
+        return ClipTextTower(copy.deepcopy(self.model), self.tokenizer)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return {"input_ids": self.tokenizer(list(texts)).to(self.model.token_embedding.weight.device)}

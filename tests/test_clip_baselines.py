@@ -253,6 +253,57 @@ def test_each_trains_through_the_cli_and_reloads_with_identical_logits(tiny_clip
     assert any(not torch.equal(t, fresh[k]) for k, t in model.trained_state_dict().items())  # trained values came back
 
 
+def test_the_shared_text_tower_is_copied_only_when_a_cast_would_change_it(tiny_clip):
+    from lorevit.knowledge import get_encoder
+
+    model = _model("coop", tiny_clip, n_ctx=4)
+    shared = get_encoder(tiny_clip)._model
+    model.to("cpu", torch.float32)  # changes nothing: no copy
+    assert model.method.tower.module.model is shared
+    before = _logits(model)
+    model.double()
+    assert model.method.tower.module.model is not shared and next(shared.parameters()).dtype == torch.float32
+    assert next(model.method.tower.module.parameters()).dtype == torch.float64
+    torch.testing.assert_close(_logits(model, _images().double()).float(), before, atol=1e-4, rtol=1e-4)
+
+
+def test_precision_16_true_is_coops_whole_model_fp16(tiny_clip, color_folder, tmp_path, monkeypatch):
+    """``--precision 16-true`` is CoOp's ``PREC: fp16`` (§0): Lightning casts the whole model and the images to half
+    and trains ctx in half without master weights — both towers run in fp16 and ctx is saved in fp16. The shared
+    knowledge tower (zero-shot features, later models in the process) stays fp32: the method casts a private copy."""
+    from lorevit.cli import main
+    from lorevit.knowledge import ClipTextTower, get_encoder
+    from lorevit.methods.clip_text import TextSideMethod
+
+    seen = set()
+    text_forward, image_features = ClipTextTower.forward, TextSideMethod.image_features
+
+    def spy_text(self, embeddings, tokens, before_block=None):
+        seen.add(("text", embeddings.dtype, self.model.transformer.get_cast_dtype()))
+        return text_forward(self, embeddings, tokens, before_block)
+
+    def spy_image(self, features):
+        seen.add(("image", features.dtype, self.backbone.vit.head.weight.dtype))
+        return image_features(self, features)
+
+    monkeypatch.setattr(ClipTextTower, "forward", spy_text)
+    monkeypatch.setattr(TextSideMethod, "image_features", spy_image)
+    out = tmp_path / "fp16"
+    assert main(_argv("coop", color_folder, out, tiny_clip, "--method-options", "{n_ctx: 4}", "--recipe", "lore",
+                      "--precision", "16-true")) == 0
+    half = torch.float16
+    assert seen == {("text", half, half), ("image", half, half)}, seen
+    from safetensors.torch import load_file
+
+    assert load_file(str(out / "adapter.safetensors"))["method.ctx"].dtype == half
+    assert all(p.dtype == torch.float32 for p in get_encoder(tiny_clip)._model.parameters())
+    seen.clear()
+    model, cfg = lorevit.load_adapter(out)  # reloaded in fp32 (the config's precision is the training's)
+    assert cfg.precision == "16-true" and model.method.ctx.dtype == torch.float32
+    assert torch.isfinite(_logits(model)).all() and seen == {("text", torch.float32, torch.float32),
+                                                             ("image", torch.float32, torch.float32)}
+
+
 def test_published_recipe_is_recorded(tiny_clip, color_folder, tmp_path):
     """CoCoOp's recipe (batch 1, SGD 0.002, constant warm-up 1e-5) fills the unset keys and is recorded."""
     from lorevit.cli import main

@@ -20,6 +20,7 @@ e.g. BatchNorm statistics) plus the method's options, nothing else. :meth:`Metho
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -149,22 +150,45 @@ class Method(nn.Module):
 
 class Frozen(nn.Module):
     """A frozen module a method or head uses but does not own (a text tower): outside the state dict and the
-    parameters (never trained, never saved in an adapter), but moved and cast with its owner (``.to()``)."""
+    parameters (never trained, never saved in an adapter), but moved and cast with its owner (``.to()``).
 
-    def __init__(self, module: nn.Module):
+    ``shared`` (the default): the module is also used elsewhere — the knowledge encoder's cached tower, which
+    zero-shot features and other models in the process read. The first ``.to()`` / ``.half()`` that would change
+    one of its tensors (Lightning's ``--precision 16-true`` casts the whole model to fp16, a GPU run moves it) then
+    works on a private copy (the module's ``private_copy()`` or a deep copy), so the shared one stays as it was;
+    a no-op ``.to()`` copies nothing. ``shared=False``: the module is this owner's own (cast in place).
+    """
+
+    def __init__(self, module: nn.Module, shared: bool = True):
         super().__init__()
         self._held = (module.eval().requires_grad_(False),)  # a tuple: not registered as a child
+        self._shared = shared
 
     @property
     def module(self) -> nn.Module:
         return self._held[0]
 
     def _apply(self, fn, recurse: bool = True):
+        if self._shared and _changes(fn, self._held[0]):
+            held = self._held[0]
+            self._held = ((held.private_copy() if hasattr(held, "private_copy") else copy.deepcopy(held)),)
+            self._shared = False
         self._held[0]._apply(fn, recurse)
         return super()._apply(fn, recurse)
 
     def forward(self, *args, **kwargs):
         return self._held[0](*args, **kwargs)
+
+
+def _changes(fn, module: nn.Module) -> bool:
+    """Whether ``module._apply(fn)`` would give any of its tensors another dtype or device (``fn`` returns a
+    tensor as it is when nothing changes: ``Tensor.to``)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        out = fn(tensor)
+        if out is not tensor and (out.dtype != tensor.dtype or out.device != tensor.device
+                                  or out.data_ptr() != tensor.data_ptr()):
+            return True
+    return False
 
 
 class AroundFrozen(nn.Module):

@@ -23,7 +23,6 @@ epochs and gets no ``max_steps``). Not reproduced: the official fp16 base weight
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -124,11 +123,9 @@ class ClipLora(TextSideMethod):
     def __init__(self, backbone: PromptedViT, options: ClipLoraOptions | None = None,
                  context: MethodContext | None = None):
         super().__init__(backbone, options, context)
-        from lorevit.knowledge import ClipTextTower
-
         o = self.options
         shared = self.tower.module  # the knowledge encoder's tower, shared with zero-shot features: never changed
-        self.tower = Frozen(ClipTextTower(copy.deepcopy(shared.model), shared.tokenizer))
+        self.tower = Frozen(shared.private_copy(), shared=False)  # its own: LoRA goes into it, cast in place
         self.scale = clip_lora_scale(o.alpha, o.rank)
         self._sites: list[tuple[nn.Module, str, nn.Module]] = []  # (parent, attribute, inserted): merge() undoes them
         self._adapt_vision(backbone)
