@@ -318,3 +318,58 @@ def test_published_recipe_is_recorded(tiny_clip, color_folder, tmp_path):
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["recipe"] == "published" and cfg["batch_size"] == 1 and cfg["lr"] == 0.002
     assert cfg["warmup"] == "constant" and cfg["warmup_lr"] == 1e-5 and cfg["weight_decay"] == 5e-4
+
+
+# --- bench ablation: the CLIP baselines side by side (issue 20 §3) -------------------------------------------------
+CLIP_ROWS = ["zero-shot", "coop", "cocoop", "prograd", "clip-adapter", "maple", "clip-lora", "lore"]
+
+
+def _ablation(tiny_clip, data, out, *extra):
+    return ["bench", "ablation", "--backbone", TINY_CLIP_VIT, "--weights", "random", "--backbone-kwargs",
+            json.dumps(TINY_CLIP_KWARGS), "--img-size", str(TINY_SIZE), "--knowledge", tiny_clip, "--dataset",
+            "imagefolder", "--data-root", str(data), "--methods", ",".join(CLIP_ROWS), "--shots", "2", "--seeds", "0",
+            "--epochs", "1", "--batch-size", "6", "--test-subset", "9", "--accelerator", "cpu", "--recipe", "lore",
+            "--output", str(out), *extra]
+
+
+def test_bench_ablation_runs_the_clip_baselines_side_by_side_on_the_same_images(tiny_clip, color_folder, tmp_path,
+                                                                                capsys):
+    from lorevit.cli import main
+
+    out = tmp_path / "ablation"
+    # the methods' options per method (MaPLe's depth 9 exceeds the tiny towers' 2 blocks): the others get defaults
+    per_method = {"maple": {"depth": 2}, "coop": {"n_ctx": 4}}
+    assert main(_ablation(tiny_clip, color_folder, out, "--method-options", json.dumps(per_method))) == 0
+    report = json.loads((out / "ablation.json").read_text())
+    assert list(report["results"]) == CLIP_ROWS and report["setup"]["recipe"] == "lore"
+    for method in CLIP_ROWS:
+        entry = report["results"][method]["2"]
+        assert entry["mean"] is not None and entry["std"] == 0.0 and len(entry["runs"]) == 1, (method, entry)
+    counts = {m: report["results"][m]["2"]["trainable_params"] for m in CLIP_ROWS}
+    # tiny CLIP: width 32, joint dim 64, 2 blocks; CoOp 4×32; CoCoOp 4×32 + Meta-Net 64→4→32; MaPLe J=2, n_ctx 2
+    assert counts["zero-shot"] == 0 and counts["coop"] == 4 * 32 and counts["cocoop"] == 4 * 32 + (64 * 4 + 4) + (4 * 32 + 32)
+    assert counts["maple"] == 2 * 32 + 1 * 2 * 32 + 2 * (32 * 32 + 32)
+    assert counts["clip-lora"] == 2 * 2 * 3 * 2 * (2 * 32) and counts["prograd"] == 16 * 32
+    runs = out / "runs"
+    indices = {m: json.loads((runs / m / "2shot" / "seed0" / "indices.json").read_text())["train"] for m in CLIP_ROWS}
+    assert len({tuple(v) for v in indices.values()}) == 1 and len(indices["coop"]) == 6  # one draw for all methods
+    import yaml
+
+    options = {m: yaml.safe_load((runs / m / "2shot" / "seed0" / "config.yaml").read_text())["method_options"]
+               for m in ("maple", "coop", "cocoop")}
+    assert options == {"maple": {"depth": 2}, "coop": {"n_ctx": 4}, "cocoop": {}}
+    table = (out / "ablation.md").read_text()
+    assert all(f"| {label} |" in table for label in ("CoOp", "CoCoOp", "ProGrad", "CLIP-Adapter", "MaPLe", "CLIP-LoRA"))
+
+
+@pytest.mark.parametrize("options,match", [(None, "depth 9 exceeds"), ({"maple": {"depth": 2}, "n_ctx": 4}, "mixes")])
+def test_bench_ablation_bad_method_options_fail_before_any_run(tiny_clip, color_folder, tmp_path, capsys, options,
+                                                               match):
+    from lorevit.cli import main
+
+    out = tmp_path / "ablation"
+    extra = ["--method-options", json.dumps(options)] if options else []
+    assert main(_ablation(tiny_clip, color_folder, out, *extra)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lorevit: error:") and err.count("\n") == 1 and match in err, err
+    assert not out.exists()

@@ -55,6 +55,9 @@ from lorevit.bench.defaults import ABLATION_DEFAULTS, ALL_METHODS, DEFAULT_SEEDS
 LABELS = {
     "zero-shot": "zero-shot CLIP", "linear": "B-B (linear probe)", "vpt-shallow": "B-B + VPT-shallow",
     "vpt-deep": "B-B + VPT-deep", "lore-no-kp": "LORE w/o L_kp", "lore": "LORE",
+    # the CLIP baselines of LORE's Tables 1–3 (issue 20, BASELINES_CLIP §2–§7)
+    "coop": "CoOp", "cocoop": "CoCoOp", "prograd": "ProGrad", "clip-adapter": "CLIP-Adapter", "maple": "MaPLe",
+    "clip-lora": "CLIP-LoRA",
 }
 # The paper's claim (Table 5): LORE > LORE without L_kp > B-B + VPT > the plain Black Box.
 CLAIM = ("lore", "lore-no-kp", "vpt-deep", "linear")
@@ -68,7 +71,7 @@ CLAIM = ("lore", "lore-no-kp", "vpt-deep", "linear")
 RUN_KEYS = ("method", "backbone", "weights", "backbone_kwargs", "knowledge", "dataset", "data_root", "protocol",
             "shots", "test_subset", "test_seed", "img_size", "epochs", "batch_size", "lr", "lr_min", "momentum",
             "weight_decay", "kp_weight", "n_global", "n_local", "vpt_prompts", "bottleneck", "knn", "top_n", "seed",
-            "precision", "white_box", "head")
+            "precision", "white_box", "head", "method_options", "recipe")
 WHITE_BOX_VARIANTS = ("paper", "public")
 
 
@@ -155,6 +158,24 @@ def run_dir(out: Path, key: str, shots: int, seed: int, point: dict | None = Non
     return (folder / point_name(point) if point else folder) / f"seed{seed}"
 
 
+def method_options_for(base: Config, method: str) -> dict:
+    """The ``method_options`` of ``method``'s runs. One mapping of options applies to every method (as in ``lorevit
+    train``); a mapping keyed by method names gives each its own (``{maple: {depth: 2}, coop: {n_ctx: 4}}``: the
+    methods side by side need different options; one not named gets its defaults). Mixing both is one ConfigError."""
+    options = dict(base.method_options or {})
+    named = [k for k in options if k in METHODS]
+    if not named:
+        return options
+    if len(named) != len(options):
+        raise ConfigError(f"method_options mixes method names {named} with options "
+                          f"{sorted(set(options) - set(named))}: give either one mapping of options for every method "
+                          "or one mapping per method, like {maple: {depth: 2}, coop: {n_ctx: 4}}")
+    own = options.get(method) or {}
+    if not isinstance(own, dict):
+        raise ConfigError(f"method_options.{method} must be a mapping of {method}'s options, got {own!r}")
+    return dict(own)
+
+
 def run_config(plan: AblationPlan, out: Path, method: str, shots: int, seed: int, white_box: str | None = None,
                point: dict | None = None) -> Config:
     from lorevit.factory import resolve_config
@@ -164,7 +185,20 @@ def run_config(plan: AblationPlan, out: Path, method: str, shots: int, seed: int
     return resolve_config(plan.base.replace(method=method, shots=int(shots), seed=int(seed), protocol="few-shot", white_box=white_box,
                              output=str(run_dir(out, row_key(method, white_box), shots, seed, point)),
                              test_subset=None if plan.full_test else plan.base.test_subset, resume=False,
-                             **(point or {})))
+                             method_options=method_options_for(plan.base, method), **(point or {})))
+
+
+def check_runs(plan: AblationPlan, out: Path) -> None:
+    """Every row's config as ``lorevit train`` checks it (its options, what the method needs of the backbone and
+    knowledge — a CLIP text tower, MaPLe's depth —, Lightning's devices/precision) before the first run: a bad
+    input is one error before anything is trained or written, not after the other methods' runs."""
+    from lorevit.training.run import validate
+
+    for _, method, white_box in plan.rows():
+        if method == "zero-shot" and zero_shot_unavailable(plan.base):
+            continue  # reported as n/a in the table
+        for k in plan.shots:
+            validate(run_config(plan, out, method, k, plan.seeds[0], white_box, (plan.points() or [{}])[0]))
 
 
 def zero_shot_unavailable(cfg: Config) -> str | None:
@@ -367,6 +401,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
     out = Path(out_dir)
     # clip:auto: the backbone's own text tower, in every record; the recipe is resolved per run (each method's own)
     base = plan.base = resolve_config(plan.base, recipe=False)
+    check_runs(plan, out)
     grid = [(key, m, wb, int(k), int(s)) for s in plan.seeds for k in plan.shots for key, m, wb in plan.rows()]
     notes: dict[str, str] = {}
     finished: dict[tuple[str, int, int], dict] = {}
@@ -375,7 +410,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
         "backbone": base.backbone, "weights": base.weights, "backbone_kwargs": base.backbone_kwargs,
         "knowledge": base.knowledge, "dataset": base.dataset, "data_root": base.data_root,
         "img_size": base.img_size, "epochs": base.epochs, "batch_size": base.batch_size, "lr": base.lr,
-        "lr_min": base.lr_min, "kp_weight": base.kp_weight, "shots": [int(k) for k in plan.shots],
+        "lr_min": base.lr_min, "kp_weight": base.kp_weight, "recipe": base.recipe, "shots": [int(k) for k in plan.shots],
         "seeds": [int(s) for s in plan.seeds], "methods": list(plan.methods),
         "test": "full test split" if plan.full_test else f"fixed subset of {base.test_subset} images (test_seed {base.test_seed})",
         "test_subset": None if plan.full_test else base.test_subset, "test_seed": base.test_seed,
