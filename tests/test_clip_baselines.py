@@ -373,3 +373,50 @@ def test_bench_ablation_bad_method_options_fail_before_any_run(tiny_clip, color_
     err = capsys.readouterr().err
     assert err.startswith("lorevit: error:") and err.count("\n") == 1 and match in err, err
     assert not out.exists()
+
+
+# --- bench complexity: a row per CLIP baseline, CoCoOp at 10 / 100 / 1,000 classes (issue 20 §3) --------------------
+def test_bench_complexity_has_a_row_per_clip_baseline_and_cocoops_cost_grows_with_the_classes(tiny_clip, tmp_path):
+    from lorevit.cli import main
+
+    out = tmp_path / "cost"
+    rows = "linear,coop,cocoop,cocoop@100,cocoop@1000,prograd,clip-adapter,maple,clip-lora,clip-lora+merged"
+    assert main(["bench", "complexity", "--backbone", TINY_CLIP_VIT, "--weights", "random", "--backbone-kwargs",
+                 json.dumps(TINY_CLIP_KWARGS), "--img-size", str(TINY_SIZE), "--knowledge", tiny_clip, "--methods", rows,
+                 "--method-options", "{maple: {depth: 2}}", "--batch-size", "2", "--warmup", "0", "--infer-repeats",
+                 "1", "--train-repeats", "1", "--flops-sizes", "", "--no-memory", "--output", str(out)]) == 0
+    r = json.loads((out / "complexity.json").read_text())["methods"]
+    assert list(r) == rows.split(",")
+    # tiny CLIP (width 32, joint dim 64, 2 blocks): CoOp M16; CoCoOp M4 + Meta-Net 64→4→32; MaPLe J2; LoRA 2·2·3 pairs
+    counts = {"coop": 16 * 32, "cocoop": 4 * 32 + 64 * 4 + 4 + 4 * 32 + 32, "prograd": 16 * 32,
+              "clip-adapter": 2 * 64 * 16, "maple": 2 * 32 + 2 * 32 + 2 * (32 * 32 + 32), "clip-lora": 2 * 2 * 3 * 2 * 64,
+              "clip-lora+merged": 0}
+    assert {m: r[m]["trainable_params"] for m in counts} == counts
+    assert r["cocoop@100"]["trainable_params"] == r["cocoop@1000"]["trainable_params"] == counts["cocoop"]
+    assert [r[m]["num_classes"] for m in ("cocoop", "cocoop@100", "cocoop@1000")] == [10, 100, 1000]
+    g = {m: r[m]["gflops"] for m in r}
+    # CoCoOp's per-image cost is affine in C (the text tower over C sequences): equal slopes 10→100 and 100→1000
+    slope, later = (g["cocoop@100"] - g["cocoop"]) / 90, (g["cocoop@1000"] - g["cocoop@100"]) / 900
+    assert slope > 0 and later == pytest.approx(slope, rel=1e-3)
+    assert g["cocoop@1000"] > 50 * g["linear"]
+    # in a batch of 2: CoOp's prompts are encoded once per batch, CoCoOp's once per image (B·C sequences)
+    assert r["cocoop"]["gflops_in_batch"] == pytest.approx(g["cocoop"], rel=1e-3)
+    assert r["coop"]["gflops_in_batch"] == pytest.approx(g["linear"] + (g["coop"] - g["linear"]) / 2, rel=1e-2)
+    assert "gflops_in_batch" not in r["clip-adapter"] and "gflops_in_batch" not in r["clip-lora+merged"]
+    assert g["clip-adapter"] < 1.1 * g["linear"] and g["clip-lora+merged"] < g["clip-lora"]
+    assert all(r[m]["train_step_s"] > 0 for m in counts if m != "clip-lora+merged")
+    md = (out / "complexity.md").read_text()
+    assert "| CoCoOp, 1,000 classes (`cocoop@1000`) |" in md and "| MaPLe (`maple`) |" in md
+
+
+def test_bench_complexity_bad_class_count_or_options_is_one_error_line(tiny_clip, tmp_path, capsys):
+    from lorevit.cli import main
+
+    base = ["bench", "complexity", "--backbone", TINY_CLIP_VIT, "--weights", "random", "--knowledge", tiny_clip,
+            "--output", str(tmp_path / "cost")]
+    for extra, match in ((["--methods", "linear,cocoop@0"], "positive integer"),
+                         (["--methods", "linear,coop", "--method-options", "{maple: {depth: 2}}"], "per measured")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("lorevit: error:") and err.count("\n") == 1 and match in err, err
+    assert not (tmp_path / "cost").exists()

@@ -7,6 +7,11 @@ registered method, ``NAME+merged`` for a mergeable one, and the variants of ``be
 The CLIP baselines of issue 20 (``coop``, ..., ``clip-lora``, ``clip-lora+merged``) need a CLIP backbone and
 ``--knowledge clip:auto`` (its own text tower); a method that encodes its class prompts in every forward counts that
 text tower over all classes in its per-image GFLOPs (one image), a merged CLIP-LoRA has constant text features.
+Such a row also gets ``gflops_in_batch`` (GFLOPs per image counted on the whole batch: CoOp's prompts are encoded once
+per batch, CoCoOp's once per image, BASELINES_CLIP §3). ``NAME@C`` builds a row with C classes instead of
+``--num-classes`` (``cocoop@100``, ``cocoop@1000``: CoCoOp's text cost grows as B·C); ``--methods clip`` is
+``bench.defaults.CLIP_COST_ROWS``. Trainable counts on ViT-B/16 (BASELINES_CLIP §2–§7): CoOp 8,192, CoCoOp 35,360,
+ProGrad 8,192, CLIP-Adapter 131,072, MaPLe 3,555,072, CLIP-LoRA 184,320.
 
 - trainable parameters (count and percent of all parameters);
 - forward GFLOPs per image at inference, counted by ``torch.utils.flop_counter.FlopCounterMode``
@@ -54,7 +59,7 @@ from lorevit.utils.device import resolve_device
 from lorevit.utils.io import write_json, write_text
 from lorevit.factory import create_model
 from lorevit.model import PromptedClassifier
-from lorevit.bench.defaults import ALL_COST_ROWS, COST_METHODS as METHODS, cost_row
+from lorevit.bench.defaults import ALL_COST_ROWS, CLIP_COST_ROWS, COST_METHODS as METHODS, cost_row, row_classes
 
 LABELS = {"linear": "B-B (linear head)", "vpt-deep": "B-B + VPT-deep", "lore-no-kp": "LORE w/o L_kp", "lore": "LORE",
           "vpt-shallow": "B-B + VPT-shallow", "lore-public": "LORE (public code's White Box)", "lora": "LoRA r8 qkv",
@@ -63,7 +68,13 @@ LABELS = {"linear": "B-B (linear head)", "vpt-deep": "B-B + VPT-deep", "lore-no-
           "ssf": "SSF", "ssf+merged": "SSF, merged", "bitfit": "BitFit", "full": "full fine-tuning",
           # issue 20: the CLIP baselines (a CLIP backbone and --knowledge clip:auto)
           "coop": "CoOp M16", "cocoop": "CoCoOp", "prograd": "ProGrad", "clip-adapter": "CLIP-Adapter",
-          "clip-lora": "CLIP-LoRA r2 q,k,v, both towers", "clip-lora+merged": "CLIP-LoRA, merged"}
+          "maple": "MaPLe", "clip-lora": "CLIP-LoRA r2 q,k,v, both towers", "clip-lora+merged": "CLIP-LoRA, merged"}
+
+
+def row_label(row: str, classes: int | None = None) -> str:
+    """``CoCoOp, 1,000 classes`` for a row ``cocoop@1000``; the plain label otherwise."""
+    name, sep, _ = row.partition("@")
+    return f"{LABELS.get(name, name)}, {classes:,} classes" if sep and classes else LABELS.get(row, row)
 
 # Targets of the issue, as (name, numerator, denominator, metric, bound, higher_is_better).
 TARGETS = (
@@ -97,6 +108,7 @@ class ComplexitySettings:
     memory: bool = True
     profile: bool = False
     arch: dict = field(default_factory=dict)
+    method_options: dict = field(default_factory=dict)  # method → its options over the row's (``{maple: {depth: 2}}``)
     seed: int = 0
 
 
@@ -287,12 +299,16 @@ def _knowledge_width(settings: ComplexitySettings) -> int:
 
 
 def check_rows(rows: Sequence[str]) -> list[str]:
-    """The rows to measure (``all``: ALL_COST_ROWS); an unknown method, ``+merged`` of a method that cannot merge
-    or a method that trains nothing is one ConfigError."""
+    """The rows to measure (``all``: ALL_COST_ROWS, ``clip``: CLIP_COST_ROWS); an unknown method, ``+merged`` of a
+    method that cannot merge, a method that trains nothing or a bad ``@C`` class count is one ConfigError."""
     from lorevit.methods import METHODS as REGISTERED
 
-    rows = list(ALL_COST_ROWS) if list(rows) == ["all"] else list(rows)
+    named = {"all": ALL_COST_ROWS, "clip": CLIP_COST_ROWS}
+    rows = [r for row in rows for r in named.get(row, (row,))]
     for row in rows:
+        if row_classes(row, 1) is None:
+            raise ConfigError(f"bench complexity: {row!r}: the class count after @ must be a positive integer "
+                              "(e.g. cocoop@1000)")
         method, _, merged = cost_row(row)
         if method not in REGISTERED:
             raise ConfigError(f"bench complexity: {row!r} is not a method; use registered methods "
@@ -309,6 +325,7 @@ def _build(row: str, backbone: PromptedViT, classes: int, knowledge_width: int, 
     import copy
 
     method, options, merged = cost_row(row)
+    options = {**options, **(settings.method_options.get(method) or {})}
     names = [f"class {i:04d}" for i in range(classes)]
     generator = torch.Generator().manual_seed(settings.seed)
     features = F.normalize(torch.randn(classes, knowledge_width, generator=generator), dim=-1)
@@ -317,6 +334,14 @@ def _build(row: str, backbone: PromptedViT, classes: int, knowledge_width: int, 
     if merged:
         model.merge()  # a plain ViT again: its cost is what a merged adapter costs at inference
     return model.to(device)
+
+
+def _text_side(model: PromptedClassifier) -> bool:
+    """A method that runs the CLIP text tower inside its forward (issue 20's kind 3 with learned text inputs)."""
+    from lorevit.methods.clip_text import TextSideMethod
+
+    return (isinstance(model.method, TextSideMethod) and model.method.encodes_prompts
+            and getattr(model.method, "merged_text", None) is None)
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -330,6 +355,11 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
 
     say = progress or (lambda _msg: None)
     rows = check_rows(settings.methods)
+    wrong = [k for k, v in settings.method_options.items()
+             if not isinstance(v, dict) or k not in {cost_row(r)[0] for r in rows}]
+    if wrong:
+        raise ConfigError(f"bench complexity --method-options: {wrong} — give a mapping per measured method, like "
+                          "'{maple: {depth: 2}}'")
     # a CLIP method's rows need the backbone's own text tower (clip:auto → clip:<model>[@<tag>])
     settings = replace(settings, knowledge=resolve_knowledge(settings.knowledge, settings.backbone, settings.weights))
     for key in ("img_size", "batch_size", "num_classes", "infer_repeats", "train_repeats"):
@@ -347,12 +377,15 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
     images = torch.randn(B, 3, size, size, generator=generator).to(device)
     labels = torch.randint(0, settings.num_classes, (B,), generator=generator).to(device)
 
-    models = {m: _build(m, backbone, settings.num_classes, width, settings, device) for m in rows}
+    classes = {m: row_classes(m, settings.num_classes) for m in rows}  # NAME@C: C classes, else --num-classes
+    models = {m: _build(m, backbone, classes[m], width, settings, device) for m in rows}
     results: dict[str, dict] = {}
     for name, model in models.items():
         trainable, total = model.parameter_counts()
         results[name] = {"trainable_params": trainable, "trainable_pct": round(100.0 * trainable / total, 4),
-                         "gflops": round(count_gflops(model, images[:1]), 4)}
+                         "num_classes": classes[name], "gflops": round(count_gflops(model, images[:1]), 4)}
+        if _text_side(model) and B > 1:  # the text tower's cost: once per batch (CoOp) or per image (CoCoOp: B·C)
+            results[name]["gflops_in_batch"] = round(count_gflops(model, images), 4)
         say(f"{name}: {trainable:,} trainable ({results[name]['trainable_pct']:.2f}%), "
             f"{results[name]['gflops']:.3f} GFLOPs/image")
 
@@ -360,7 +393,7 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
     infer = interleaved_times({m: make_infer_step(model, images) for m, model in models.items()},
                               settings.infer_repeats, settings.warmup, device, say)
     # a row with nothing left to train (a merged CLIP-LoRA: its head has no parameters) has no training step
-    train_steps = {m: make_train_step(model, images, labels) for m, model in models.items()
+    train_steps = {m: make_train_step(model, images, labels % classes[m]) for m, model in models.items()
                    if model.trainable_parameters()}
     say(f"training step: batch {B}, {settings.warmup} warm-up + {settings.train_repeats} interleaved repeats")
     train = interleaved_times(train_steps, settings.train_repeats, settings.warmup, device, say)
@@ -373,7 +406,7 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
         if settings.memory and name in train_steps:
             mb, memory_how = peak_step_memory_mb(train_steps[name], device)
             results[name]["peak_mem_mb"] = round(mb, 1)
-            results[name]["saved_activations_mb"] = round(saved_activations_mb(model, images, labels), 1)
+            results[name]["saved_activations_mb"] = round(saved_activations_mb(model, images, labels % classes[name]), 1)
         else:
             results[name]["peak_mem_mb"] = float("nan")
 
@@ -422,7 +455,7 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
             continue
         other = create_backbone(settings.backbone, "random", int(extra), **settings.backbone_kwargs)
         x = torch.randn(1, 3, int(extra), int(extra))
-        counts = {m: round(count_gflops(_build(m, other, settings.num_classes, width, settings, torch.device("cpu")), x), 4)
+        counts = {m: round(count_gflops(_build(m, other, classes[m], width, settings, torch.device("cpu")), x), 4)
                   for m in rows}
         entry = {"num_patches": other.num_patches, "gflops": counts}
         if "lore" in counts and "linear" in counts:
@@ -446,7 +479,7 @@ def run_complexity(settings: ComplexitySettings, out_dir: str | Path,
             "train_step": "forward + loss + backward + SGD(momentum 0.9, wd 1e-3) step; random images",
             "peak_mem": memory_how + " during one training step (activations, gradients, optimizer state, "
                         "temporaries; not the weights)",
-            "arch": settings.arch,
+            "arch": settings.arch, "method_options": settings.method_options,
         },
         "methods": results,
         "class_scaling": scaling,
@@ -486,12 +519,21 @@ def complexity_markdown(report: dict) -> str:
     ]
     for name, r in report["methods"].items():
         ratio = r.get("vs_plain_vit") or {}
-        lines.append(f"| {LABELS.get(name, name)} (`{name}`) | {r['trainable_params']:,} | {r['trainable_pct']:.2f} | "
+        lines.append(f"| {row_label(name, r.get('num_classes'))} (`{name}`) | {r['trainable_params']:,} | {r['trainable_pct']:.2f} | "
                      f"{_fmt(r['gflops'], '.3f')} | {_fmt(r['infer_img_per_s'], '.1f')} | "
                      f"{_fmt(r['train_step_s'], '.3f')} | {_fmt(r.get('peak_mem_mb'), '.0f')} | "
                      + " | ".join(_fmt(ratio.get(k), '.3f') for k in RATIO_METRICS) + " |")
     lines += ["", "× : ratio to the plain ViT (`linear`: the frozen ViT + a linear head), measured in the same run. "
                   "Trainable parameters include the head."]
+    in_batch = {name: r for name, r in report["methods"].items() if "gflops_in_batch" in r}
+    if in_batch:
+        lines += ["", f"Text-side rows: GFLOPs/image above count one image, so the class prompts' text tower (C "
+                      f"sequences) is all in it; per image in a batch of {s['batch_size']} (counted on the batch): "
+                      + "; ".join(f"`{n}` {r['gflops_in_batch']:.3f} ({r['num_classes']:,} classes)"
+                                  for n, r in in_batch.items())
+                      + ". CoOp, ProGrad, MaPLe and CLIP-LoRA encode the C prompts once per batch; CoCoOp once per "
+                        "image (B·C sequences, BASELINES_CLIP §3), so its cost per image does not fall with the batch "
+                        "and grows with C."]
     scaling = report.get("class_scaling") or {}
     if scaling:
         few, many = scaling["classes"]

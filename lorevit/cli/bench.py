@@ -81,8 +81,9 @@ def cmd_complexity(args) -> int:
 
     arch = yaml_value(args.arch, "arch") or {}
     kwargs = yaml_value(args.backbone_kwargs, "backbone-kwargs") or {}
-    if not isinstance(arch, dict) or not isinstance(kwargs, dict):
-        raise ConfigError("--arch and --backbone-kwargs take a YAML mapping like '{n_global: 8}'")
+    options = yaml_value(args.method_options, "method-options") or {}
+    if not isinstance(arch, dict) or not isinstance(kwargs, dict) or not isinstance(options, dict):
+        raise ConfigError("--arch, --backbone-kwargs and --method-options take a YAML mapping like '{n_global: 8}'")
     weights = yaml_value(args.weights, "weights")
     settings = ComplexitySettings(
         backbone=args.backbone, weights=weights, backbone_kwargs=kwargs, knowledge=args.knowledge,
@@ -91,6 +92,7 @@ def cmd_complexity(args) -> int:
         train_repeats=args.train_repeats, scaling_classes=tuple(_int_list(args.scaling_classes, "scaling-classes")[:2]),
         flops_sizes=_int_list(args.flops_sizes, "flops-sizes") if str(args.flops_sizes).strip() else (),
         threads=args.threads, device=args.device, memory=not args.no_memory, profile=args.profile, arch=arch,
+        method_options=options,
     )
     if len(settings.scaling_classes) != 2:
         raise ConfigError("--scaling-classes takes two class counts, like 10,1000")
@@ -232,8 +234,9 @@ def register(commands) -> None:
     cost.add_argument("--num-classes", type=int, default=10)
     cost.add_argument("--methods", default=",".join(COST_METHODS),
                       help="comma-separated rows: any registered method, NAME+merged for a mergeable one (lora+merged), "
-                           "a named variant (lore-public, lora-qv, adaptformer-k8, adapter-pfeiffer), or all "
-                           f"(default: {','.join(COST_METHODS)})")
+                           "a named variant (lore-public, lora-qv, adaptformer-k8, adapter-pfeiffer), NAME@C with C "
+                           "classes (cocoop@1000), all (the vision rows) or clip (the CLIP baselines; a CLIP backbone "
+                           f"and --knowledge clip:auto) (default: {','.join(COST_METHODS)})")
     cost.add_argument("--warmup", type=int, default=1)
     cost.add_argument("--infer-repeats", type=int, default=5)
     cost.add_argument("--train-repeats", type=int, default=3)
@@ -242,6 +245,8 @@ def register(commands) -> None:
     cost.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     cost.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     cost.add_argument("--arch", default=None, help="YAML mapping of architecture keys, e.g. '{n_global: 8}'")
+    cost.add_argument("--method-options", "--method_options", dest="method_options", default=None,
+                      help="YAML mapping method → its options, e.g. '{maple: {depth: 2}}' (default: each row's own)")
     cost.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     cost.add_argument("--profile", action="store_true", help="always write complexity_profile.txt")
     cost.add_argument("--output", default="benchmarks/complexity", help="directory (default benchmarks/complexity)")

@@ -59,6 +59,7 @@ def blend(x: torch.Tensor, adapter: nn.Module, alpha: float) -> torch.Tensor:
 
 class ClipAdapter(TextSideMethod):
     recipe = coop_family_recipe(200)
+    encodes_prompts = False  # §5 (d): the zero-shot text features are computed once, constants while training
 
     def __init__(self, backbone: PromptedViT, options: ClipAdapterOptions | None = None,
                  context: MethodContext | None = None):

@@ -11,7 +11,7 @@ context can be re-targeted to other classes (base-to-novel, cross-dataset).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -152,7 +152,12 @@ class TextMethodHead(nn.Module):
 
 
 class TextSideMethod(Method):
-    """A method whose head scores CLIP image embeddings against class text features (kind 3)."""
+    """A method whose head scores CLIP image embeddings against class text features (kind 3).
+
+    ``encodes_prompts``: the text tower runs inside every forward (learned prompts or a LoRA'd tower: the C class
+    sequences once per batch, CoCoOp's B·C); False where the text features are constants (CLIP-Adapter)."""
+
+    encodes_prompts: ClassVar[bool] = True
 
     def __init__(self, backbone: PromptedViT, options=None, context: MethodContext | None = None):
         super().__init__(backbone, options, context)
