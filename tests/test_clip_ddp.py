@@ -109,3 +109,23 @@ def test_prograd_runs_under_ddp_projecting_each_ranks_gradient(tiny_clip, color_
     trained, initial = _trained(two), _initial("prograd", color_folder, tmp_path / "initial", tiny_clip, *extra)
     assert set(trained) == {"method.ctx"} and torch.isfinite(trained["method.ctx"]).all()
     assert not torch.equal(trained["method.ctx"], initial["method.ctx"])
+
+
+def test_the_prompt_buffers_are_left_out_of_ddps_per_step_broadcast(tiny_clip):
+    """DDP broadcasts every buffer from rank 0 at each step; the text-side methods' buffers (prompt embeddings,
+    class tokens, teacher features, the logit scale) are rebuilt identically on every rank: left out."""
+    import lorevit
+    from lorevit.config import Config
+    from lorevit.training.module import LitClassifier
+
+    for method in ("coop", "cocoop", "prograd", "clip-adapter", "maple", "clip-lora"):
+        model = lorevit.create_model(method, ["red", "green", "blue"], backbone=TINY_CLIP_VIT, weights="random",
+                                     img_size=TINY_SIZE, backbone_kwargs=TINY_CLIP_KWARGS, knowledge=tiny_clip,
+                                     method_options={"depth": 2} if method == "maple" else None)
+        lit = LitClassifier(model, Config())
+        ignored = set(lit._ddp_params_and_buffers_to_ignore)
+        buffers = dict(lit.named_buffers())
+        assert "model.method.logit_scale" in ignored and buffers and set(buffers) <= ignored, (method, set(buffers) - ignored)
+        assert not ignored & {name for name, _ in lit.named_parameters()}
+        if method in ("coop", "cocoop"):
+            assert {"model.method.prompts.prefix", "model.method.prompts.suffix"} <= ignored

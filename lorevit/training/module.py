@@ -80,6 +80,12 @@ def restore_loader_state(trainer: L.Trainer) -> None:
 EPOCH_SUMS = ("loss", "correct", "images", "task", "kp", "skipped")  # LitClassifier's per-epoch sums
 
 
+def derived_buffer_names(module: torch.nn.Module) -> list[str]:
+    """Qualified names of ``module``'s non-persistent buffers (``register_buffer(..., persistent=False)``)."""
+    return [f"{prefix}.{name}" if prefix else name for prefix, sub in module.named_modules()
+            for name in sub._non_persistent_buffers_set if name in sub._buffers]
+
+
 class LitClassifier(L.LightningModule):
     def __init__(self, model: PromptedClassifier, cfg: Config, negatives: torch.Tensor | None = None,
                  lr: float | None = None, lr_min: float | None = None):
@@ -99,6 +105,12 @@ class LitClassifier(L.LightningModule):
         # whole epoch; Lightning's own epoch aggregates start again from the restart).
         self._sums = torch.zeros(len(EPOCH_SUMS), dtype=torch.float64)
         self.nonfinite_skipped = 0  # steps left out by on_nonfinite: skip (this process; the ranks agree)
+        # DDP broadcasts every buffer from rank 0 at every step. A non-persistent buffer is never saved: it is rebuilt
+        # from the class names and frozen weights (a text-side method's prompt embeddings, class tokens, teacher or
+        # zero-shot text features, BASELINES_CLIP §0), the same on every rank — CoCoOp's prompt suffix alone is
+        # C × 72 × 512 floats (147 MB at 1,000 classes on ViT-B/16). DDP leaves those out.
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            self, derived_buffer_names(self))
 
     def training_step(self, batch, batch_idx):
         images, labels, index, skipped = batch
