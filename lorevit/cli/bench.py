@@ -4,6 +4,7 @@
                            [--grid epochs=10,30 --grid weight_decay=0.001,0.01]   (chosen on validation)
                            [--white-box paper,public] [--output DIR] [--KEY VALUE ...]  (any config key: backbone, ...)
     lorevit bench complexity [--backbone NAME] [--weights W] [--img-size N] [--batch-size B] [--output DIR]
+                             [--methods linear,lore | all | clip | cocoop@1000,...] [--method-options '{maple: {depth: 3}}']
     lorevit bench inference [--methods linear,vpt-deep,lore,lora+merged] [--batch-sizes 1,8,32,128] [--threads 1,2]
                             [--runtime eager,onnx] [--dtype fp32,bf16] [--compile off,on] [--device D] [--output DIR]
     lorevit bench data [--data-root DIR] [--workers 0,2,auto] [--img-size N] [--batch-size B] [--output DIR]
