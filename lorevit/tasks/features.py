@@ -63,7 +63,9 @@ class FeatureExtractor(nn.Module):
 
     @property
     def label(self) -> str:
-        """``B-B`` or the adapter's method ("LORE" for lore)."""
+        """``B-B`` or the adapter's method ("LORE" for lore); a ``label`` in the provenance wins (a merged ViT)."""
+        if "label" in self.provenance:
+            return str(self.provenance["label"])
         if self.method is None:
             return "B-B"
         name = self.provenance.get("method", "lore")
