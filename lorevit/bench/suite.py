@@ -478,6 +478,7 @@ class Suite:
     def tune(self, dataset: str, method: str) -> dict:
         """vtab/fgvc: the grid point (config overrides) with the best @tune test (= val200 / val.json) top-1 on the
         first seed (``choose_point``); a point that diverges is recorded as such and never chosen."""
+        from lorevit.bench.ablation import _check_reusable
         from lorevit.errors import Diverged
 
         seed = self.plan.seed_list[0]
@@ -488,8 +489,12 @@ class Suite:
             path = cell_dir(self.out, self.plan, dataset, method, None, seed, name)
             cfg = apply_point(base_cfg.replace(output=str(path)), point)
             row = {"point": name, "overrides": point, "lr": cfg.lr, "weight_decay": cfg.weight_decay}
-            try:  # a point that diverged before is read back as diverged, not trained again
-                metrics = _status(path) if _status(path).get("status") == "diverged" else self.run_cell(cfg)
+            try:  # a point that diverged before (with these settings) is read back as diverged, not trained again
+                if _status(path).get("status") == "diverged":
+                    _check_reusable(cfg, path)
+                    metrics = _status(path)
+                else:
+                    metrics = self.run_cell(cfg)
             except Diverged:
                 metrics = {"status": "diverged"}
             if metrics.get("status") == "diverged":
