@@ -205,3 +205,81 @@ def test_a_hub_folder_of_a_method_that_changes_the_vit(tmp_path, tiny_backbone, 
     assert plain.backbone is not adapted.backbone and [m.source for m in match.matches] == ["B-B", "bitfit"]
     assert all(m.cosine == pytest.approx(1.0, abs=1e-5) for m in match.matches)
     assert TINY_SIZE == picture.width
+
+
+def test_a_merged_export_is_a_plain_classifier(tmp_path, tiny_backbone, color_folder, capsys):
+    """``lorevit export --merge --format timm`` output (the file, or a folder holding it) loads: top-k = timm's own
+    classifier on the file, the merged ViT's CLS attention and correspondence; the Black Box, KLA and B-B views say
+    why they are missing; --weights and an ONNX export are one error line each."""
+    import json
+    import shutil
+
+    import timm
+    import torch
+
+    import lorevit
+    from lorevit.adapters.format import save_adapter
+    from lorevit.app.explorer import MERGED_CLASSIFY_NOTE, MERGED_MATCH_NOTE, Explorer
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tmp_path / "run", color_folder, method="bitfit")
+    model = lorevit.create_model("bitfit", CLASSES, backbone=tiny_backbone, knowledge=cfg.knowledge)
+    with torch.no_grad():
+        for _, p in model.backbone.named_parameters():
+            if p.requires_grad:
+                p.add_(0.5)  # "trained" biases
+        model.head.weight.normal_()
+    save_adapter(model.eval(), cfg, cfg.output)
+    merged = tmp_path / "export" / "bitfit.safetensors"
+    assert main(["export", "--adapter", cfg.output, "--merge", "--format", "timm", "--output", str(merged)]) == 0
+    capsys.readouterr()
+    arguments = json.loads(merged.with_name(merged.name + ".json").read_text())["create_model"]
+
+    explorer = Explorer.load(merged, top_k=3)
+    assert explorer.method == "bitfit (merged)" and "merged bitfit export" in explorer.describe()
+    assert explorer.samples() == {}
+    path = sorted((color_folder / "test").rglob("*.png"))[0]
+    picture = Image.open(path).convert("RGB")
+    result = explorer.classify(picture, true_class=CLASSES[0])
+    plain = timm.create_model(**arguments).eval()  # timm's own classifier from the file
+    with torch.no_grad():
+        probs = plain(explorer.setup.transform(picture)[None]).softmax(-1)[0]
+    best = probs.argsort(descending=True)[:3]
+    assert [t["class"] for t in result.top] == [CLASSES[int(i)] for i in best]
+    assert np.allclose([t["prob"] for t in result.top], probs[best].numpy(), atol=1e-5)
+    assert [c for _, c in result.panels] == ["image (as the model sees it)", "bitfit (merged) CLS attention"]
+    assert result.note == MERGED_CLASSIFY_NOTE and "Black Box" in result.note and "KLA" in result.note
+    match = explorer.correspond(picture, picture, (5, 20))
+    assert [m.source for m in match.matches] == ["bitfit (merged)"] and match.note == MERGED_MATCH_NOTE
+    assert match.matches[0].best == (5, 20) and match.matches[0].cosine == pytest.approx(1.0, abs=1e-5)
+
+    # the folder export wrote (the file and its report) works too; a run folder is still an adapter
+    assert Explorer.load(merged.parent).merged.path == merged
+    assert Explorer.load(cfg.output).merged is None
+    # an export of an earlier lorevit (no backbone_kwargs in the file) is rebuilt from its sidecar report
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    with safe_open(str(merged), framework="pt") as f:
+        meta = {k: v for k, v in f.metadata().items() if k not in ("backbone_kwargs", "transforms")}
+    old = tmp_path / "old" / "bitfit.safetensors"
+    old.parent.mkdir()
+    save_file(load_file(str(merged)), str(old), metadata=meta)
+    from lorevit.tools.export import ExportError, read_timm_export
+
+    assert read_timm_export(old).backbone_kwargs == {}  # no sidecar: none, and the tiny ViT does not fit timm's default
+    with pytest.raises(ExportError, match="keep its bitfit.safetensors.json beside it"):
+        Explorer.load(old)
+    shutil.copy(merged.with_name(merged.name + ".json"), old.with_name(old.name + ".json"))
+    assert Explorer.load(old).classify(picture).top == result.top
+
+    pytest.importorskip("gradio", reason="the app extra (pip install 'lorevit[app]') is not installed")
+    for bad, said in (([str(merged), "--weights", "random"], "--weights and --strict do not apply"),
+                      ([str(tmp_path / "lore.onnx")], "is an ONNX export")):
+        assert main(["app", "--adapter", *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("lorevit: error: ") and said in err and len(err.strip().splitlines()) == 1, err
+    from lorevit.app.page import build_page
+
+    build_page(explorer)  # the page over a merged export builds (its views are the explorer's, tested above)

@@ -64,6 +64,35 @@ def test_prompted_blocks_equal_the_plain_concatenation(variant, depth_of_prompts
     torch.testing.assert_close(out.tokens, reference_tokens(vit, x, prompts), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["plain", "layer-scale+qk-norm"])
+def test_cpu_key_padding_is_exact(variant, monkeypatch):
+    """Without gradients on CPU the keys are padded to a multiple of 16 with −inf-masked zero rows
+    (backbone.key_padding): the same tokens as unpadded and as Eq. 12 written out; never with gradients."""
+    from lorevit import backbone
+
+    torch.manual_seed(0)
+    vit = timm.create_model(TINY_VIT, pretrained=False, img_size=TINY_SIZE, **TINY_KWARGS, **VARIANTS[variant]).eval()
+    wrapped, x = PromptedViT(vit), images()
+    tokens = wrapped.num_prefix + wrapped.num_patches
+    n = (11 - tokens) % 16 or 16  # keys = 16j + 11: padded by 5
+    prompts = torch.randn(2, wrapped.depth, n, wrapped.dim)
+    with torch.no_grad():
+        zeros, mask = backbone.key_padding(tokens + n, torch.zeros(1, 1, 8))
+        assert zeros.shape == (1, 5, 8) and not zeros.any() and mask.shape[-1] == tokens + n + 5
+        assert torch.isinf(mask[..., tokens + n :]).all() and not mask[..., : tokens + n].any()
+        padded = wrapped.forward_tokens(wrapped.embed_patches(x), prompts).tokens
+        monkeypatch.setattr(backbone, "KEY_TILE", 1)  # nothing to pad
+        unpadded = wrapped.forward_tokens(wrapped.embed_patches(x), prompts).tokens
+        reference = reference_tokens(vit, x, prompts)
+    torch.testing.assert_close(padded, unpadded, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(padded, reference, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(backbone, "KEY_TILE", 16)
+    assert backbone.key_padding(tokens + n, torch.zeros(1, 1, 8)) is None  # gradients on: the backward is not padded
+    with torch.no_grad():
+        assert backbone.key_padding(32, torch.zeros(1, 1, 8)) is None  # a multiple already
+        assert backbone.key_padding(33, torch.zeros(1, 1, 8)) is None  # a tail of 1–2 keys runs fast unpadded
+
+
 def test_side_tokens_skip_the_prompt_outputs(tiny_backbone):
     """The fast path really is taken for timm's Block, and it costs fewer FLOPs than the plain path."""
     from torch.utils.flop_counter import FlopCounterMode

@@ -146,6 +146,19 @@ def test_ablation_end_to_end_and_resume(tmp_path, color_folder, capsys):
     assert "done before" in capsys.readouterr().out
     assert json.loads((out / "ablation.json").read_text())["results"] == results
 
+    # a run a signal stopped (what SIGTERM leaves: metrics.json "preempted", the last checkpoint, no adapter) is
+    # continued from its checkpoint, not counted as done (it has no test_top1) and not started over
+    run = out / "runs" / "linear" / "2shot" / "seed0"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    (run / "metrics.json").write_text(json.dumps({"method": "linear", "status": "preempted", "signal": "SIGTERM",
+                                                  "epoch": 1, "checkpoint": "checkpoints/last.ckpt"}))
+    (run / "adapter.safetensors").unlink()
+    assert main(args) == 0
+    assert "linear 2-shot seed 0: stopped before its end, resuming" in capsys.readouterr().out
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["status"] == "finished" and (run / "adapter.safetensors").is_file()
+    assert json.loads((out / "ablation.json").read_text())["results"] == results  # the same checkpoint, the same test
+
     # a finished run with other settings is not silently mixed in
     changed = [a if a != "1" else "2" for a in args]  # --epochs 2
     assert main(changed) == 2

@@ -66,7 +66,7 @@ def test_cache_hit_does_not_project_again(tiny_backbone):
         first = {i: e[1] for i, e in model.backbone.shared_kv.entries.items()}
         model(torch.randn(4, 3, TINY_SIZE, TINY_SIZE))  # another batch, another batch size: the same K/V
     assert all(model.backbone.shared_kv.entries[i][1] is k for i, k in first.items())
-    assert first[0].shape == (1, tiny_backbone.num_heads, 8, tiny_backbone.dim // tiny_backbone.num_heads)
+    assert first[0].shape == (1, 8, tiny_backbone.dim)  # 1, n_s, width: broadcast over the batch, heads split later
 
 
 def test_cache_follows_prompts_weights_and_dtype(tiny_backbone):
@@ -132,4 +132,15 @@ def test_max_relative_subtracts_after_the_max_bit_for_bit():
     neighbours = knn_graph(tokens, 5)
     B, M, d = tokens.shape
     gathered = tokens.gather(1, neighbours.reshape(B, -1, 1).expand(B, -1, d)).view(B, M, 5, d)
-    assert torch.equal(max_relative(tokens, neighbours), (gathered - tokens.unsqueeze(2)).amax(dim=2))
+    reference = (gathered - tokens.unsqueeze(2)).amax(dim=2)
+    assert torch.equal(max_relative(tokens, neighbours), reference)  # one neighbour at a time (no gradients)
+    leaf, reference_leaf = tokens.clone().requires_grad_(), tokens.clone().requires_grad_()
+    with_grad = max_relative(leaf, neighbours)  # with gradients: the amax path
+    picked = reference_leaf.gather(1, neighbours.reshape(B, -1, 1).expand(B, -1, d)).view(B, M, 5, d)
+    by_gather = (picked - reference_leaf.unsqueeze(2)).amax(dim=2)
+    assert torch.equal(with_grad.detach(), reference)
+    weights = torch.randn_like(reference)
+    (with_grad * weights).sum().backward()
+    (by_gather * weights).sum().backward()
+    assert leaf.grad.abs().sum() > 0
+    torch.testing.assert_close(leaf.grad, reference_leaf.grad)  # the same gradient as Eq. 3 written out

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lorevit.bench.suite import PUBLISHED_VTAB, base2novel_average, harmonic_mean, vtab_average
+from lorevit.bench.suite import PUBLISHED_VTAB, base2novel_average, choose_point, harmonic_mean, vtab_average
 from lorevit.cli import main
 from tests.conftest import TINY_KWARGS, TINY_SIZE, TINY_VIT
 
@@ -50,6 +50,48 @@ def test_harmonic_mean_and_base2novel_average():
     avg = base2novel_average({"a": (80.0, 60.0), "b": (60.0, 80.0)})
     assert avg["base"] == 70.0 and avg["new"] == 70.0 and avg["hm"] == pytest.approx(70.0)  # HM of the averages …
     assert avg["mean_of_hm"] == pytest.approx(2 * 80 * 60 / 140)  # … not the mean of the per-dataset HMs
+
+
+# ------------------------------------------------------------------------------------- the declared grids
+def test_vpt_grid_is_the_spec_numbers_by_hand():
+    from lorevit.config import Config
+    from lorevit.methods import METHODS
+
+    cfg = Config(method="vpt-deep", batch_size=128)  # VPT:tune_vtab.py get_lrwd_range("prompt"), lr × 128 / 256
+    grid = METHODS["vpt-deep"].tuning_grid(cfg, "vtab")
+    lrs = [25.0, 12.5, 5.0, 2.5, 1.25, 0.5, 0.25, 0.125, 0.05, 0.025]  # {50, 25, 10, 5, 2.5, 1, .5, .25, .1, .05} / 2
+    wds = [0.01, 0.001, 0.0001, 0.0]
+    assert [p["lr"] for p in grid.points] == pytest.approx([lr for lr in lrs for _ in wds])  # lr outermost
+    assert [p["weight_decay"] for p in grid.points] == wds * 10
+    assert "get_lrwd_range('prompt')" in grid.source and "§A5" in grid.source
+    assert grid.quick_grid().points == ({"lr": pytest.approx(0.025), "weight_decay": 0.0001},
+                                        {"lr": pytest.approx(0.05), "weight_decay": 0.0001})  # the 2 smallest lrs
+    assert METHODS["linear"].tuning_grid(cfg, "fgvc").points == grid.points  # VPT's linear grid: the same numbers
+    full = METHODS["full"].tuning_grid(cfg.replace(batch_size=256), "vtab").points
+    assert sorted({p["lr"] for p in full}) == [0.0001, 0.0005, 0.001, 0.005] and len(full) == 16
+    lora = METHODS["lora"].tuning_grid(cfg, "vtab").points  # PETL_Vision: lr {1e-3, 1e-2} × wd {1e-4, 1e-3}
+    assert [(p["lr"], p["weight_decay"]) for p in lora] == [(1e-3, 1e-4), (1e-3, 1e-3), (1e-2, 1e-4), (1e-2, 1e-3)]
+    af = METHODS["adaptformer"].tuning_grid(cfg, "vtab").points
+    assert len(af) == 36 and {p["method_options"]["bottleneck_dim"] for p in af} == {4, 16, 32}
+    assert {p["method_options"]["scale"] for p in af} == {0.05, 0.1, 0.2}
+    lore = METHODS["lore"].tuning_grid(cfg.replace(lr=0.004), "vtab")
+    assert len(lore.points) == 12 and "our choice" in lore.source
+    assert lore.quick_grid().points == ({"lr": 0.004, "weight_decay": 0.5}, {"lr": 0.008, "weight_decay": 0.5})
+    coop = METHODS["coop"].tuning_grid(cfg.replace(lr=0.002), "vtab")  # no declared grid: lr × 0.5, 1, 2
+    assert coop.names == ("lr0.5x", "lr1x", "lr2x") and "no declared grid" in coop.source
+
+
+def test_choose_point_by_hand():
+    rows = [{"point": "a", "lr": 0.1, "val_top1": 50.0}, {"point": "b", "lr": 0.01, "val_top1": 60.0},
+            {"point": "c", "lr": 0.001, "val_top1": 60.0}, {"point": "d", "lr": 0.0001, "val_top1": None}]
+    assert choose_point(rows)["point"] == "c"  # the best val top-1; a tie goes to the smaller lr (VPT)
+    assert choose_point(rows[:2])["point"] == "b"
+    rows[3]["val_top1"] = 99.0
+    assert choose_point(rows[2:])["point"] == "d"
+    from lorevit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="every point of the tuning grid diverged"):
+        choose_point([{"point": "a", "lr": 1.0, "val_top1": None}])
 
 
 # ------------------------------------------------------------------------------------------- stand-ins
@@ -92,24 +134,37 @@ def _count_reads(monkeypatch) -> dict:
 
 
 def test_vtab_tunes_on_val200_then_reads_the_test_split_once(standins, tmp_path, monkeypatch, capsys):
+    from lorevit.methods.linear import LinearProbe
+    from lorevit.methods.tuning import TuningGrid
+
     counts = _count_reads(monkeypatch)
+    points = ({"lr": 0.003, "weight_decay": 0.5}, {"lr": 0.03, "weight_decay": 0.0},
+              {"lr": 1e38, "weight_decay": 0.0})  # the third diverges: recorded, never chosen
+    monkeypatch.setattr(LinearProbe, "tuning_grid",
+                        classmethod(lambda cls, cfg, protocol: TuningGrid(points, "a test grid", (0, 1, 2))))
     out = tmp_path / "suite"
     args = ["bench", "suite", "--protocol", "vtab", "--quick", "--data-root", str(standins), "--methods", "linear",
-            "--datasets", "vtab-svhn,vtab-eurosat,vtab-clevr_count", "--lr-factors", "1,2", "--output", str(out), *TINY]
+            "--datasets", "vtab-svhn,vtab-eurosat,vtab-clevr_count", "--output", str(out), *TINY]
     assert main(args) == 0
     for task in ("svhn", "eurosat", "clevr_count"):
         n_test = sum(1 for _ in open(standins / "vtab-1k" / task / "test.txt"))
         n_val = sum(1 for _ in open(standins / "vtab-1k" / task / "val200.txt"))
         assert counts[(f"vtab-{task}", "test")] == n_test  # the test split: once, for the retrained model only
-        assert counts[(f"vtab-{task}@tune", "test")] == 2 * n_val  # val200: once per grid point
+        assert counts[(f"vtab-{task}@tune", "test")] == 2 * n_val  # val200: once per grid point that trained
     report = json.loads((out / "suite.json").read_text())["protocols"]["vtab"]
     assert set(report["tuning"]) == {"vtab-svhn|linear", "vtab-eurosat|linear", "vtab-clevr_count|linear"}
-    chosen = report["tuning"]["vtab-svhn|linear"]
-    best = max(chosen["points"], key=lambda r: r["val_top1"])
-    assert chosen["chosen"] == best["point"]
+    for key, chosen in report["tuning"].items():
+        assert chosen["grid"].startswith("a test grid") and [r["overrides"] for r in chosen["points"]] == list(points)
+        assert chosen["points"][2]["status"] == "diverged" and chosen["points"][2]["val_top1"] is None
+        ran = chosen["points"][:2]
+        best = max(ran, key=lambda r: (r["val_top1"], -r["lr"]))  # the highest val top-1, ties to the smaller lr
+        assert chosen["chosen"] == best["point"]
+        cell = report["cells"][key.replace("|linear", "|linear|None|1")]
+        assert (cell["lr"], cell["weight_decay"]) == (best["lr"], best["weight_decay"])  # the retrain uses the choice
+        assert cell["tuned"] == best["point"] and cell["overrides"] == best["overrides"]
     cell = report["cells"]["vtab-svhn|linear|None|1"]
-    assert cell["lr"] == pytest.approx(best["lr"])  # the retrain uses the choice
     cfg = (out / cell["run"] / "config.yaml").read_text()
+    assert f"weight_decay: {cell['weight_decay']}\n" in cfg
     assert "dataset: vtab-svhn\n" in cfg and "protocol: full" in cfg  # train800val200, all of it
     row = report["tables"]["linear"]
     scores = {d.removeprefix("vtab-"): v["mean"] for d, v in row["per_dataset"].items()}
@@ -120,6 +175,7 @@ def test_vtab_tunes_on_val200_then_reads_the_test_split_once(standins, tmp_path,
     assert any(p.endswith("train800val200.txt") for p in split) and all(len(h) == 64 for h in split.values())
     md = (out / "suite.md").read_text()
     assert "mean of groups" in md and "mean of tasks" in md and "(published)" in md and "Rule." in md
+    assert "declared grid" in md and "grid: a test grid" in md and "lr1e+38_wd0: diverged" in md
     assert (out / "vtab.png").stat().st_size > 1000
     # a second run reads every cell back (nothing retrained)
     mtime = (out / cell["run"] / "metrics.json").stat().st_mtime_ns
@@ -136,6 +192,8 @@ def test_fgvc_coop_and_base2novel_quick(standins, tmp_path):
     assert main(["bench", "suite", "--protocol", "base2novel", "--methods", "linear", "--shots", "4", *common]) == 0
     protocols = json.loads((out / "suite.json").read_text())["protocols"]
     assert set(protocols) == {"fgvc", "coop-fewshot", "base2novel"}  # one suite.json for every protocol run here
+    tuned = protocols["fgvc"]["tuning"]["fgvc-cub|linear"]  # --lr-factors replaces the declared grid
+    assert [r["point"] for r in tuned["points"]] == ["lr1x"] and tuned["grid"].startswith("--lr-factors")
     fgvc = protocols["fgvc"]["tables"]["linear"]
     assert fgvc["average"]["mean"] == fgvc["per_dataset"]["fgvc-cub"]["mean"]
     coop = protocols["coop-fewshot"]
@@ -194,6 +252,9 @@ def test_bad_input_is_one_line(tmp_path, capsys, standins):
     assert main(["bench", "suite", "--protocol", "vtab", "--methods", "nope", "--data-root", str(standins),
                  "--output", str(tmp_path / "o")]) == 2
     assert "unknown method" in capsys.readouterr().err
+    assert main(["bench", "suite", "--protocol", "vtab", "--lr-factors", "1,1", "--data-root", str(standins),
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "--lr-factors takes distinct positive numbers" in capsys.readouterr().err
     assert not (tmp_path / "o" / "suite.json").exists()  # nothing half-written
     (tmp_path / "file").write_text("x")
     assert main(["bench", "suite", "--protocol", "vtab", "--output", str(tmp_path / "file")]) == 2

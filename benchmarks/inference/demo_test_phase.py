@@ -9,7 +9,13 @@ images through the real test loader — decoding and transforms included, as in 
 - ``before``: eval batch 128 (the old default), every image's copy of the global prompts projected;
 - ``batch 32``: ``eval_batch_size: auto`` on the CPU, prompts as before;
 - ``shared K/V``: batch 128 with the shared prompts' keys/values projected once per block;
-- ``after``: both (what ``make demo`` runs now).
+- ``CPU kernels``: batch 128, prompts as before, with the attention keys padded to a multiple of 16
+  (``backbone.key_padding``) and LIN's neighbour max one neighbour at a time (``white_box.lin.max_relative``);
+- ``after``: all three (what ``make demo`` runs now).
+
+``before`` turns the CPU kernels off (``backbone.KEY_TILE = 1``; the earlier ``gather``-based max, kept below as
+:func:`gather_max_relative`); the block's split norm/projection of x and the side tokens is not switchable and
+runs in every variant.
 
 The model is LORE with seeded random White Box / head weights (no training: the timing does not depend on it);
 every variant's predictions are compared with ``before``'s (agreement and accuracy must be identical).
@@ -25,14 +31,27 @@ from pathlib import Path
 
 import torch
 
+from lorevit import backbone as backbone_module
 from lorevit.backbone import create_backbone
 from lorevit.config import Config
 from lorevit.factory import create_model
 from lorevit.training.datamodule import ClassificationData
 from lorevit.training.passes import predict_loader
 from lorevit.utils.io import write_json, write_text
+from lorevit.white_box import lin
 
-VARIANTS = {"before": (128, False), "batch 32": ("auto", False), "shared K/V": (128, True), "after": ("auto", True)}
+VARIANTS = {"before": (128, False, False), "batch 32": ("auto", False, False), "shared K/V": (128, True, False),
+            "CPU kernels": (128, False, True), "after": ("auto", True, True)}  # eval batch, shared K/V, CPU kernels
+
+
+def gather_max_relative(tokens: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+    """LIN's Eq. 3 max as it was computed before: one ``gather`` into a B·M·k·d temporary."""
+    B, M, d = tokens.shape
+    flat = neighbours.reshape(B, -1, 1).expand(B, -1, d)
+    return tokens.gather(1, flat).view(B, M, neighbours.shape[-1], d).amax(dim=2) - tokens
+
+
+FAST_MAX_RELATIVE = lin.max_relative
 
 
 def main() -> None:
@@ -56,8 +75,10 @@ def main() -> None:
     labels = truth
 
     def run(variant: str):
-        batch, shared = VARIANTS[variant]
+        batch, shared, kernels = VARIANTS[variant]
         model.backbone.share_prompt_kv = shared
+        backbone_module.KEY_TILE = 16 if kernels else 1  # 1: every key count is a multiple, nothing padded
+        lin.max_relative = FAST_MAX_RELATIVE if kernels else gather_max_relative
         start = time.perf_counter()
         preds, index = predict_loader(model, data[batch].test_dataloader())
         return time.perf_counter() - start, preds[index.argsort()]
@@ -79,10 +100,10 @@ def main() -> None:
                         "timing": "predict_loader over the test loader (decoding + transforms + forward), median"},
               "variants": {}}
     before = statistics.median(seconds["before"])
-    for variant, (batch, shared) in VARIANTS.items():
+    for variant, (batch, shared, kernels) in VARIANTS.items():
         median = statistics.median(seconds[variant])
         report["variants"][variant] = {
-            "eval_batch_size": batch, "shared_prompt_kv": shared, "seconds": [round(s, 3) for s in seconds[variant]],
+            "eval_batch_size": batch, "shared_prompt_kv": shared, "cpu_kernels": kernels, "seconds": [round(s, 3) for s in seconds[variant]],
             "img_per_s": round(len(labels) / median, 2), "speedup_vs_before": round(before / median, 4),
             "paired_speedup_vs_before": round(statistics.median(b / s for b, s in zip(seconds["before"],
                                                                                        seconds[variant])), 4),
@@ -95,10 +116,10 @@ def main() -> None:
              f"through the real test loader, {args.repeats} interleaved repeats, {torch.get_num_threads()} threads; "
              f"load average before/after {report['setup']['load_average_before']} / "
              f"{report['setup']['load_average_after']} (a shared, loaded machine).", "",
-             "| variant | eval batch | shared K/V | img/s | speed-up (ratio of medians) | paired | accuracy | "
-             "same predictions |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+             "| variant | eval batch | shared K/V | CPU kernels | img/s | speed-up (ratio of medians) | paired | accuracy | "
+             "same predictions |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
     for variant, r in report["variants"].items():
-        lines.append(f"| {variant} | {r['eval_batch_size']} | {r['shared_prompt_kv']} | {r['img_per_s']:.1f} | "
+        lines.append(f"| {variant} | {r['eval_batch_size']} | {r['shared_prompt_kv']} | {r['cpu_kernels']} | {r['img_per_s']:.1f} | "
                      f"{r['speedup_vs_before']:.3f} | {r['paired_speedup_vs_before']:.3f} | {r['accuracy']:.4f} | "
                      f"{r['same_predictions_as_before']}/{len(labels)} |")
     write_text(out / "demo_test_phase.md", "\n".join(lines) + "\n")

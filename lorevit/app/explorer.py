@@ -9,6 +9,11 @@
   correspondence``), for the Black Box (B-B) and for the adapter's prompts (:func:`lorevit.tasks.features.load_extractor`);
 - :meth:`Explorer.sample`: images of the adapter's own test split, to pick instead of uploading.
 
+A merged export (``lorevit export --merge --format timm``: a plain timm ViT with the task head, the file or a folder
+holding it) loads too (:meth:`Explorer.load`): top-k classes, the merged ViT's CLS attention and its correspondence
+work as for an adapter; what needs the ViT before merging (the Black Box panel, B-B) or LORE's White Box (KLA) is not
+in such a file, and each view says so in its ``note``.
+
 Bad input (a file that is not an image, an image of more than :data:`MAX_PIXELS` pixels, a point outside the image)
 is an :class:`AppError` whose message the page shows. Every panel is a uint8 (H, W, 3) array.
 """
@@ -24,9 +29,16 @@ import torch
 from lorevit.app.errors import AppError
 from lorevit.errors import UserError
 from lorevit.tools.predict import top_classes
+from lorevit.tools.export import TimmExport
 from lorevit.tools.visualize import (display_images, fig3_setup, method_title, overlay_image, upsample_maps,
                                      Fig3Setup)
 from lorevit.tools.locality import changes_the_vit
+
+MERGED_CLASSIFY_NOTE = ("a merged export is a plain timm ViT: the Black Box panel needs the ViT before merging and the "
+                        "KLA panels LORE's White Box, neither of which is in the file; pass the adapter itself (its run "
+                        "folder, hub-style folder or Hub repo id) to --adapter to see them")
+MERGED_MATCH_NOTE = ("B-B needs the ViT before merging, which a merged export does not hold; pass the adapter itself "
+                     "to --adapter to compare with it")
 
 MAX_PIXELS = 40_000_000  # an upload of more pixels is refused before it is decoded (PIL reads the size first)
 PANEL_SIDE = 224  # Fig. 3 panels are shown at this size (the model sees cfg.img_size)
@@ -41,6 +53,7 @@ class Classification:
     predicted: str
     true: str | None
     panels: list[tuple[np.ndarray, str]] = field(default_factory=list)  # (uint8 H, W, 3, caption), Fig. 3's order
+    note: str | None = None  # what this view cannot show, and why (a merged export)
 
 
 @dataclass
@@ -56,6 +69,7 @@ class Correspondence:
     point: tuple[int, int]  # [x, y] in image A's pixels
     source_panel: np.ndarray  # image A with the point drawn
     matches: list[Match]
+    note: str | None = None  # what this view cannot show, and why (a merged export)
 
 
 def open_picture(path: str | Path, max_pixels: int = MAX_PIXELS) -> "Image.Image":
@@ -116,18 +130,46 @@ class Explorer:
     """An adapter loaded once for the page. Calls are serialised (one lock): the page may call from many threads."""
 
     def __init__(self, setup: Fig3Setup, adapter: str | Path, weights: str | None = "unset", strict: bool = False,
-                 top_k: int = 5):
+                 top_k: int = 5, merged: "TimmExport | None" = None):
         if top_k < 1:
             raise AppError(f"--top-k must be at least 1 (got {top_k})")
         self.setup, self.adapter, self.weights, self.strict, self.top_k = setup, adapter, weights, strict, top_k
+        self.merged = merged  # the merged export the model was rebuilt from, else None (an adapter)
         self._lock = threading.Lock()
         self._extractors = None
         self._samples = None
 
     @classmethod
     def load(cls, adapter: str | Path, weights: str | None = "unset", strict: bool = False, top_k: int = 5) -> "Explorer":
-        """An adapter (run folder, hub-style folder, adapter file, Hub repo id), loaded as ``lorevit visualize`` does."""
-        return cls(fig3_setup(adapter, weights, strict), adapter, weights, strict, top_k)
+        """An adapter (run folder, hub-style folder, adapter file, Hub repo id), loaded as ``lorevit visualize`` does,
+        or a merged timm export (the ``.safetensors`` file ``lorevit export --merge --format timm`` writes, or a folder
+        holding it): then ``weights`` and ``strict`` do not apply (the ViT's weights are in the file)."""
+        from lorevit.tools.export import timm_export_file
+
+        if Path(adapter).suffix == ".onnx":
+            raise AppError(f"{adapter} is an ONNX export (a graph, no attention maps or features to show): pass the "
+                           "adapter it was exported from, or a merged timm export (lorevit export --merge --format timm)")
+        file = timm_export_file(adapter)
+        if file is None:
+            return cls(fig3_setup(adapter, weights, strict), adapter, weights, strict, top_k)
+        if weights != "unset" or strict:
+            raise AppError(f"{adapter} is a merged export: its ViT's weights are in the file, so --weights and --strict "
+                           "do not apply; drop them (or pass the adapter itself)")
+        return cls.from_merged(file, top_k)
+
+    @classmethod
+    def from_merged(cls, file: str | Path, top_k: int = 5) -> "Explorer":
+        """A merged timm export (:func:`lorevit.tools.export.read_timm_export`): its classifier, no Black Box, no KLA."""
+        from lorevit.config import Config
+        from lorevit.data.transforms import image_transforms
+        from lorevit.tools.export import read_timm_export
+
+        export = read_timm_export(file)
+        model = export.classifier()
+        cfg = Config(method=export.method, backbone=export.backbone, weights=str(export.path), img_size=export.img_size,
+                     backbone_kwargs=export.backbone_kwargs, transforms=export.transforms)
+        transform = image_transforms(model.backbone.data_config, export.img_size, train=False, preset=export.transforms)
+        return cls(Fig3Setup(model, cfg, transform, None, None), export.path, top_k=top_k, merged=export)
 
     # ------------------------------------------------------------------ what the page says about the adapter
     @property
@@ -136,11 +178,16 @@ class Explorer:
 
     @property
     def method(self) -> str:
-        """How the adapter's method is named on the page ("LORE" for lore)."""
-        return method_title(self.setup.cfg.method)
+        """How the adapter's method is named on the page ("LORE" for lore; "lora (merged)" for a merged export)."""
+        title = method_title(self.setup.cfg.method)
+        return f"{title} (merged)" if self.merged is not None else title
 
     def describe(self) -> str:
         cfg = self.setup.cfg
+        if self.merged is not None:
+            return (f"merged {method_title(cfg.method)} export {self.adapter} · a plain timm {cfg.backbone} at "
+                    f"{cfg.img_size} px · {len(self.classnames)} classes (no Black Box, KLA or B-B views: they need "
+                    "the adapter itself)")
         return (f"{self.method} adapter {self.adapter} · {cfg.backbone} at {cfg.img_size} px · "
                 f"{len(self.classnames)} classes of {cfg.dataset}")
 
@@ -168,6 +215,10 @@ class Explorer:
         def panel(grid: torch.Tensor) -> np.ndarray:
             return overlay_image(shown, upsample_maps(grid, shown.shape[:2])[0])
 
+        if self.merged is not None:  # the model's ViT is the merged one: no Black Box to show beside it, no KLA
+            return Classification(top, predicted, true_class,
+                                  [(np.round(shown * 255).astype(np.uint8), "image (as the model sees it)"),
+                                   (panel(maps["model"]), f"{self.method} CLS attention")], MERGED_CLASSIFY_NOTE)
         panels = [(np.round(shown * 255).astype(np.uint8), "image (as the model sees it)"),
                   (panel(maps["blackbox"]), "Black Box CLS attention"),
                   (panel(maps["model"]), f"{self.method} CLS attention")]
@@ -188,7 +239,10 @@ class Explorer:
     # ------------------------------------------------------------------ images to pick
     def samples(self) -> dict[str, tuple[int, str]]:
         """{"test #i · class": (index, class)} for up to SAMPLE_COUNT test images of the adapter's own dataset, spread
-        over the classes; empty when that dataset is not on this machine (an adapter from the Hub, say)."""
+        over the classes; empty when that dataset is not on this machine (an adapter from the Hub, say) or not known
+        (a merged export does not record it)."""
+        if self._samples is None and self.merged is not None:
+            self._data, self._samples = None, {}
         if self._samples is None:
             from lorevit.data import subset_indices
             from lorevit.tools.visualize import adapter_dataset
@@ -217,8 +271,15 @@ class Explorer:
     # ------------------------------------------------------------------ correspondence
     def extractors(self) -> list:
         """[B-B, the adapter] feature extractors at any input size, built on first use (the ViT loads once more, with
-        ``dynamic_img_size``). B-B shares the adapter's ViT unless the method changes it from inside."""
+        ``dynamic_img_size``). B-B shares the adapter's ViT unless the method changes it from inside. A merged export:
+        [the merged ViT] only."""
         with self._lock:
+            if self._extractors is None and self.merged is not None:
+                from lorevit.tasks.features import FeatureExtractor
+
+                provenance = {"source": "merged export", "label": self.method, "method": self.merged.method,
+                              "backbone": self.merged.backbone, "export": str(self.merged.path)}
+                self._extractors = [FeatureExtractor(self.merged.vit(dynamic_img_size=True), None, provenance)]
             if self._extractors is None:
                 from lorevit.factory import resolve_weights
                 from lorevit.tasks.features import FeatureExtractor, load_extractor
@@ -260,4 +321,4 @@ class Explorer:
             panel = draw_point(overlay_image(picture_b, _scaled(cosine)), best)
             matches.append(Match(extractor.label, best, float(cosine[best[1], best[0]]), panel))
         source = draw_point(np.asarray(image_a.convert("RGB")), (x, y))
-        return Correspondence((x, y), source, matches)
+        return Correspondence((x, y), source, matches, MERGED_MATCH_NOTE if self.merged is not None else None)

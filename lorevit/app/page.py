@@ -59,6 +59,11 @@ def _warning(text: str) -> str:
     return f"**⚠ {text}**"
 
 
+def _note(text: str | None) -> str:
+    """A view's note (what it cannot show, and why) as the page's message, or nothing."""
+    return f"*{text}*" if text else ""
+
+
 def _guarded(fn: Callable, fallback: Callable[[str], tuple]) -> Callable:
     """``fn`` with its failures as page messages: ``fallback(message)`` gives the outputs then. The wrapper keeps
     ``fn``'s signature (Gradio passes a ``gr.SelectData`` argument by its annotation)."""
@@ -99,7 +104,8 @@ def build_page(explorer: "Explorer"):
         text = f"### predicted: {result.predicted} ({best['prob'] * 100:.1f}%)"
         if result.true is not None:
             text += f" · true: {result.true}"
-        return (text, {t["class"]: t["prob"] for t in result.top}, [(p, c) for p, c in result.panels], "")
+        return (text, {t["class"]: t["prob"] for t in result.top}, [(p, c) for p, c in result.panels],
+                _note(result.note))
 
     def uploaded(path):
         return path, UNKNOWN
@@ -121,8 +127,12 @@ def build_page(explorer: "Explorer"):
         result = explorer.correspond(image_a, image_b, tuple(evt.index))
         lines = [f"point ({result.point[0]}, {result.point[1]}) on A → " + "; ".join(
             f"{m.source}: best match ({m.best[0]}, {m.best[1]}) on B, cosine {m.cosine:.3f}" for m in result.matches)]
+        if result.note:
+            lines.append(_note(result.note))
+        if explorer.merged is not None:  # one ViT, the merged one: its match in the adapter's view, B stays shown
+            return (result.source_panel, gr.skip(), result.matches[0].panel, "\n\n".join(lines))
         panels = [m.panel for m in result.matches] + [None] * (2 - len(result.matches))
-        return (result.source_panel, *panels, lines[0])
+        return (result.source_panel, *panels, "\n\n".join(lines))
 
     with gr.Blocks(title=f"lorevit · {explorer.method}") as page:
         gr.Markdown(f"## lorevit app\n{explorer.describe()}")
@@ -149,9 +159,11 @@ def build_page(explorer: "Explorer"):
             true_class.input(run_classify, [source, true_class], outputs)
 
         with gr.Tab("Correspondence"):
+            compared = (f"for {explorer.method}'s ViT (B-B needs the adapter itself)" if explorer.merged is not None
+                        else f"for the Black Box (B-B) and for {explorer.method}'s prompts")
             gr.Markdown("Upload or pick two images, then **click a point on image A**: the cosine of its upsampled "
                         "patch token with every pixel of image B (scaled to its range) and the best match (dot), "
-                        f"for the Black Box (B-B) and for {explorer.method}'s prompts.")
+                        f"{compared}.")
             state_a, state_b = gr.State(None), gr.State(None)
             with gr.Row():
                 upload_a = gr.File(label="image A", type="filepath", elem_id="upload-a")
@@ -162,7 +174,8 @@ def build_page(explorer: "Explorer"):
             match_message = gr.Markdown(elem_id="match-message")
             with gr.Row():
                 view_a = gr.Image(label="image A: click a point", interactive=False, elem_id="image-a")
-                view_plain = gr.Image(label="B-B on image B", interactive=False, elem_id="match-bb")
+                view_plain = gr.Image(label="image B" if explorer.merged is not None else "B-B on image B",
+                                      interactive=False, elem_id="match-bb")
                 view_adapter = gr.Image(label=f"{explorer.method} on image B", interactive=False, elem_id="match-adapter")
             show_failed = lambda text: (None, None, text)  # noqa: E731
             for files, picks, state, view in ((upload_a, pick_a, state_a, view_a), (upload_b, pick_b, state_b, view_plain)):

@@ -201,6 +201,17 @@ def check_runs(plan: AblationPlan, out: Path) -> None:
             validate(run_config(plan, out, method, k, plan.seeds[0], white_box, (plan.points() or [{}])[0]))
 
 
+def continue_stopped(cfg: Config, path: Path, label: str, say) -> Config:
+    """A run a signal stopped (``metrics.json`` status "preempted": a killed benchmark) continues from its last
+    checkpoint instead of counting as done or starting over; anything else runs as configured."""
+    from lorevit.training.run import run_status
+
+    if run_status(path) != "preempted":
+        return cfg
+    say(f"{label}: stopped before its end, resuming from its last checkpoint")
+    return cfg.replace(resume="auto")
+
+
 def zero_shot_unavailable(cfg: Config) -> str | None:
     """Why zero-shot cannot run on this setup (None when it can)."""
     if not cfg.knowledge.startswith("clip:"):
@@ -394,7 +405,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
     With ``plan.grid`` the settings of each (method, k) are first chosen on the validation split."""
     from lorevit.factory import resolve_config
     from lorevit.training.datamodule import ClassificationData
-    from lorevit.training.run import train
+    from lorevit.training.run import run_status, train
 
     say = progress or (lambda _msg: None)
     plan.validate()
@@ -475,13 +486,13 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
             cfg = run_config(plan, out, method, k, seed, white_box, point)
             label = f"[select {i}/{len(todo)}] {key} {k}-shot {point_name(point)} seed {seed}"
             path = Path(cfg.output)
-            if (path / "metrics.json").is_file():
+            if run_status(path) == "finished":
                 _check_reusable(cfg, path)
                 metrics = json.loads((path / "metrics.json").read_text())
                 say(f"{label}: done before, val {metrics['val_top1']:.2f}%")
             else:
                 shared_data(cfg)
-                metrics = execute(cfg, test=False)
+                metrics = execute(continue_stopped(cfg, path, label, say), test=False)
                 eta = statistics.fmean(run_seconds) * (len(todo) - i)
                 say(f"{label}: val {metrics['val_top1']:.2f}% ({run_seconds[-1]:.0f} s; ~{eta / 60:.0f} min left)")
             selection_runs[(key, k, seed, point_name(point))] = metrics
@@ -502,7 +513,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
                 continue
         cfg = run_config(plan, out, method, k, seed, white_box, chosen.get((key, k)))
         path = Path(cfg.output)
-        if (path / "metrics.json").is_file():
+        if run_status(path) == "finished":
             _check_reusable(cfg, path)
             metrics = json.loads((path / "metrics.json").read_text())
             if "test_top1" not in metrics:  # a chosen selection run: tested now, once (seeds not searched train here)
@@ -518,7 +529,7 @@ def run_ablation(plan: AblationPlan, out_dir: str | Path, progress: Callable[[st
             finished[(key, k, seed)] = zero_shot_result
             continue
         try:
-            metrics = execute(cfg)
+            metrics = execute(continue_stopped(cfg, path, label, say))
         except ValueError as err:
             if method != "zero-shot":
                 raise

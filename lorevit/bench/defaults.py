@@ -1,7 +1,7 @@
 """Benchmark defaults, in a module without torch so that ``lorevit --help`` stays fast."""
 
 ALL_METHODS = ("linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "zero-shot")  # the ablation's rows
-ABLATION_DEFAULTS = dict(img_size=112, epochs=10, weight_decay=1e-3, test_subset=2000, test_seed=0, progress=False)  # the README table's setting
+ABLATION_DEFAULTS = dict(img_size=112, epochs=10, weight_decay=1e-3, test_subset=2000, test_seed=0, progress=False)  # the ablation table's setting (docs/results.md)
 DEFAULT_SHOTS = (4, 16)
 DEFAULT_SEEDS = (0, 1, 2)
 COST_METHODS = ("linear", "vpt-deep", "lore-no-kp", "lore")  # the cost table's rows
@@ -13,7 +13,7 @@ COST_VARIANTS = {
     "adaptformer-k8": ("adaptformer", {"bottleneck_dim": 8}, False),
     "adapter-pfeiffer": ("adapter", {"style": "pfeiffer"}, False),
 }
-# ``--methods all``: every vision row side by side (the README's cost table)
+# ``--methods all``: every vision row side by side (the cost table of docs/vision-baselines.md)
 ALL_COST_ROWS = ("linear", "vpt-shallow", "vpt-deep", "lore-no-kp", "lore", "lore-public", "lora", "lora+merged",
                  "lora-qv", "adaptformer-k8", "adaptformer", "adapter", "adapter-pfeiffer", "ssf", "ssf+merged",
                  "bitfit", "full")

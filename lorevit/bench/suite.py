@@ -4,7 +4,8 @@
 ============== ======================================================================================================
 protocol       what runs (per method; the averaging and selection rule is written above every table)
 ============== ======================================================================================================
-vtab           per task: tune on train800 → val200 over the declared grid (first seed), retrain on train800val200
+vtab           per task: tune on train800 → val200 over each method's declared grid (``Method.tuning_grid``, first
+               seed; the best val top-1 is chosen, ``choose_point``), retrain on train800val200
                with the choice, test once per seed; last-epoch model; per task, per group, the mean of the three group
                means (VPT/NOAH/SSF "Average") **and** the plain mean of 19 (V-PETL "Mean"), mean ± std over seeds
 fgvc           the same on VPT's json: tune on val.json, final run on train.json, last-epoch test; plain mean of 5
@@ -139,7 +140,9 @@ class SuitePlan:
     datasets: Sequence[str] | None = None  # None: every dataset of the protocol found under data_root
     seeds: Sequence[int] | None = None  # None: the protocol's (vtab/fgvc 0,1,2; CoOp-family 1,2,3)
     shots: Sequence[int] | None = None  # None: coop-fewshot 1,2,4,8,16; base2novel/xd/dg 16
-    lr_factors: Sequence[float] = (0.5, 1.0, 2.0)  # vtab/fgvc tuning grid: × the method's own (recipe) lr
+    # vtab/fgvc: None searches each method's declared grid (Method.tuning_grid; --quick: its declared 2-point subset);
+    # factors (--lr-factors) replace it by lr × each factor of the method's own (recipe) lr, for every method
+    lr_factors: Sequence[float] | None = None
     quick: bool = False
     data_roots: dict = field(default_factory=dict)  # dataset → its root (found), filled by resolve()
 
@@ -179,8 +182,9 @@ class SuitePlan:
                               "use zero-shot for that classifier, or a method that trains (vpt-deep, lora, lore)")
         if any(k is not None and k < 1 for k in self.shot_list) or not self.seed_list:
             raise ConfigError("--shots takes positive integers and --seeds at least one seed")
-        if self.tunes and (not self.lr_factors or any(f <= 0 for f in self.lr_factors)):
-            raise ConfigError("--lr-factors takes positive numbers, like 0.5,1,2")
+        if self.tunes and self.lr_factors is not None and (not self.lr_factors or any(f <= 0 for f in self.lr_factors)
+                                                           or len(set(self.lr_factors)) != len(self.lr_factors)):
+            raise ConfigError("--lr-factors takes distinct positive numbers, like 0.5,1,2")
         if self.datasets:
             wrong = [d for d in self.datasets if d not in self.default_datasets()]
             if wrong:
@@ -238,12 +242,35 @@ def cell_dir(out: Path, plan: SuitePlan, dataset: str, method: str, shots: int |
     return path / f"seed{seed}"
 
 
-def _finished(path: Path) -> dict | None:
+def _status(path: Path) -> dict:
     try:
-        metrics = json.loads((path / "metrics.json").read_text())
+        return json.loads((path / "metrics.json").read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+
+
+def _finished(path: Path) -> dict | None:
+    metrics = _status(path)
     return metrics if metrics.get("status", "finished") == "finished" and "test_top1" in metrics else None
+
+
+def choose_point(rows: Sequence[dict]) -> dict:
+    """The tuning rule: the point with the highest val top-1; ties go to the smaller lr (VPT:tune_vtab.py
+    ``find_best_lrwd``: "the smallest lr to break tie for stability"), then to the first in the grid's order.
+    A point that diverged (``val_top1`` None) is never chosen."""
+    ran = [(i, r) for i, r in enumerate(rows) if r.get("val_top1") is not None]
+    if not ran:
+        raise ConfigError(f"every point of the tuning grid diverged ({', '.join(r['point'] for r in rows)}); lower the "
+                          "learning rates (--lr-factors) or pass --on-nonfinite skip")
+    return min(ran, key=lambda ir: (-ir[1]["val_top1"], ir[1]["lr"], ir[0]))[1]
+
+
+def apply_point(cfg: Config, point: dict) -> Config:
+    """``cfg`` with a grid point's overrides: config keys replaced, ``method_options`` merged into the run's."""
+    changes = {k: v for k, v in point.items() if k != "method_options"}
+    if point.get("method_options"):
+        changes["method_options"] = {**cfg.method_options, **point["method_options"]}
+    return cfg.replace(**changes) if changes else cfg
 
 
 def trivial_rows(train_targets: Sequence[int], test_targets: Sequence[int], num_classes: int) -> dict:
@@ -436,21 +463,50 @@ class Suite:
         return transfer_trivial_rows(train.targets, test.targets, len(test.classnames),
                                      same_classes=self.plan.protocol == "dg", logit_mask=test.logit_mask)
 
-    def tune(self, dataset: str, method: str) -> float:
-        """vtab/fgvc: the lr factor with the best @tune test (= val200 / val.json) top-1 on the first seed."""
+    def grid(self, method: str, cfg: Config):
+        """The grid searched for ``method`` (``cfg``: its resolved tuning run): ``--lr-factors`` when given, else the
+        method's declared grid (``--quick``: its declared subset)."""
+        from lorevit.methods import METHODS
+        from lorevit.methods.tuning import lr_factor_grid
+
+        if self.plan.lr_factors is not None:
+            return lr_factor_grid(cfg, self.plan.lr_factors, "--lr-factors: lr × {" + ", ".join(
+                f"{f:g}" for f in self.plan.lr_factors) + "} of the method's own lr, at its weight decay")
+        grid = METHODS[method].tuning_grid(cfg, self.plan.protocol)
+        return grid.quick_grid() if self.plan.quick else grid
+
+    def tune(self, dataset: str, method: str) -> dict:
+        """vtab/fgvc: the grid point (config overrides) with the best @tune test (= val200 / val.json) top-1 on the
+        first seed (``choose_point``); a point that diverges is recorded as such and never chosen."""
+        from lorevit.bench.ablation import _check_reusable
+        from lorevit.errors import Diverged
+
         seed = self.plan.seed_list[0]
+        base_cfg = self.config(f"{dataset}@tune", method, None, seed, self.out)
+        grid = self.grid(method, base_cfg)
         rows = []
-        for factor in self.plan.lr_factors:
-            point = f"lr{factor:g}x"
-            path = cell_dir(self.out, self.plan, dataset, method, None, seed, point)
-            base_cfg = self.config(f"{dataset}@tune", method, None, seed, path)
-            cfg = base_cfg.replace(lr=base_cfg.lr * factor)
-            metrics = self.run_cell(cfg)
-            rows.append({"point": point, "lr_factor": factor, "lr": cfg.lr, "val_top1": round(metrics["test_top1"], 4)})
-            self.say(f"  tune {dataset} {method} {point}: val {metrics['test_top1']:.2f}%")
-        best = max(rows, key=lambda r: r["val_top1"])  # max keeps the first of equal values
-        self.tuning[f"{dataset}|{method}"] = {"chosen": best["point"], "points": rows}
-        return best["lr_factor"]
+        for name, point in zip(grid.names, grid.points):
+            path = cell_dir(self.out, self.plan, dataset, method, None, seed, name)
+            cfg = apply_point(base_cfg.replace(output=str(path)), point)
+            row = {"point": name, "overrides": point, "lr": cfg.lr, "weight_decay": cfg.weight_decay}
+            try:  # a point that diverged before (with these settings) is read back as diverged, not trained again
+                if _status(path).get("status") == "diverged":
+                    _check_reusable(cfg, path)
+                    metrics = _status(path)
+                else:
+                    metrics = self.run_cell(cfg)
+            except Diverged:
+                metrics = {"status": "diverged"}
+            if metrics.get("status") == "diverged":
+                rows.append({**row, "val_top1": None, "status": "diverged"})
+                self.say(f"  tune {dataset} {method} {name}: diverged (not chosen)")
+                continue
+            rows.append({**row, "val_top1": round(metrics["test_top1"], 4)})
+            self.say(f"  tune {dataset} {method} {name}: val {metrics['test_top1']:.2f}%")
+        best = choose_point(rows)
+        self.tuning[f"{dataset}|{method}"] = {"grid": grid.source, "searched": len(rows), "chosen": best["point"],
+                                              "points": rows}
+        return best["overrides"]
 
     # -- the protocol
     def run(self) -> dict:
@@ -477,15 +533,16 @@ class Suite:
             if method == "zero-shot" and not plan.base.knowledge.startswith("clip:"):
                 self.notes[method] = "n/a: zero-shot needs a CLIP backbone and knowledge clip:<model>"
                 continue
-            factor = self.tune(dataset, method) if plan.tunes else 1.0
+            choice = self.tune(dataset, method) if plan.tunes else {}
             path = cell_dir(self.out, plan, dataset, method, k, seed)
-            cfg = self.config(dataset, method, k, seed, path)
-            if factor != 1.0:
-                cfg = cfg.replace(lr=cfg.lr * factor)
+            cfg = apply_point(self.config(dataset, method, k, seed, path), choice)
             was_done = _finished(path) is not None
             metrics = self.run_cell(cfg)
             record = {"dataset": dataset, "method": method, "shots": k, "seed": seed, "top1": metrics["test_top1"],
-                      "trainable_params": metrics.get("trainable_params"), "lr": cfg.lr, "epochs": cfg.epochs,
+                      "trainable_params": metrics.get("trainable_params"), "lr": cfg.lr,
+                      "weight_decay": cfg.weight_decay, "epochs": cfg.epochs,
+                      **({"tuned": self.tuning[f"{dataset}|{method}"]["chosen"], "overrides": choice}
+                         if plan.tunes else {}),
                       "fewshot_source": metrics.get("fewshot_source"), "run": str(path.relative_to(self.out))}
             if plan.protocol == "base2novel":
                 new = dataset.replace("@base", "@new")
@@ -521,7 +578,8 @@ class Suite:
             "setup": {"backbone": b.backbone, "weights": b.weights, "knowledge": b.knowledge, "img_size": b.img_size,
                       "methods": list(plan.methods), "datasets": list(getattr(self, "datasets", [])),
                       "seeds": plan.seed_list, "shots": plan.shot_list, "data_root": plan.data_root,
-                      "lr_factors": list(plan.lr_factors) if plan.tunes else None, "quick": plan.quick,
+                      "lr_factors": list(plan.lr_factors) if plan.tunes and plan.lr_factors is not None else None,
+                      "tuning": self.tuning_rule() if plan.tunes else None, "quick": plan.quick,
                       "epochs": b.epochs if "epochs" in b.given else "each method's recipe",
                       "test": f"a fixed subset of {b.test_subset} images" if "test_subset" in b.given and b.test_subset
                               else "the full test split",
@@ -529,6 +587,14 @@ class Suite:
             "rules": RULES[plan.protocol], "cells": self.cells, "tuning": self.tuning, "trivial": self.trivial,
             "notes": self.notes, "split_files": self.split_files, "tables": tables(plan, self.cells, self.trivial),
         }
+
+    def tuning_rule(self) -> str:
+        """What was searched, for the setup line: the declared grids, their --quick subsets, or --lr-factors."""
+        if self.plan.lr_factors is not None:
+            factors = ", ".join(f"{f:g}" for f in self.plan.lr_factors)
+            return f"lr × {{{factors}}} of each method's own lr (--lr-factors)"
+        quick = " (--quick: its declared subset, 2 points for the built-in methods)" if self.plan.quick else ""
+        return f"each method's declared grid{quick}"
 
     def write(self) -> dict:
         path = self.out / "suite.json"
@@ -545,11 +611,15 @@ class Suite:
 
 
 RULES = {
-    "vtab": "Tuned on train800 → val200 (lr × the declared factors, first seed), retrained on train800val200 with the "
-            "choice, tested once per seed on the test split; last-epoch model. Top-1 %, mean ± std over seeds. "
+    "vtab": "Tuned on train800 → val200 over each method's declared grid (its recipe's lr × weight decay and options, "
+            "source listed below; --lr-factors: lr × the factors instead), first seed; the highest val top-1 is chosen "
+            "(ties: the smaller lr, as VPT); retrained on train800val200 with the choice, tested once per seed on the "
+            "test split; last-epoch model. Top-1 %, mean ± std over seeds. "
             "Averages: the mean of the three group means (VPT/NOAH/SSF 'Average') and the plain mean of the tasks "
             "(V-PETL 'Mean'), both labelled.",
-    "fgvc": "Tuned on val.json (lr × the declared factors, first seed), final run on train.json, last-epoch test "
+    "fgvc": "Tuned on val.json over each method's declared grid (source listed below; --lr-factors: lr × the "
+            "factors instead), first seed, the highest val top-1 chosen (ties: the smaller lr); final run on "
+            "train.json, last-epoch test "
             "top-1 %, mean ± std over seeds; the benchmark mean is the plain mean of the datasets.",
     "coop-fewshot": "K shots per class from the train split (CoOp's shot_K-seed_S.pkl images when present, else "
                     "lorevit's seeded draw, recorded per cell); last-epoch test top-1 %, mean over seeds per dataset "
@@ -660,7 +730,7 @@ def protocol_markdown(report: dict) -> str:
     lines = [f"# {p}", "", f"**Rule.** {report['rules']}", "",
              f"Setup: `{s['backbone']}` ({s['weights']}) at {s['img_size']} px, knowledge `{s['knowledge']}`; "
              f"epochs: {s['epochs']}; test: {s.get('test', 'the full test split')}; seeds {s['seeds']}" + (f"; shots {s['shots']}" if s["shots"] != [None] else "")
-             + (f"; lr factors {s['lr_factors']}" if s.get("lr_factors") else "")
+             + (f"; tuning grid: {s['tuning']}" if s.get("tuning") else "")
              + (" — **--quick on stand-ins**: checks the machinery end to end, says nothing about the methods' "
                 "accuracy on the real benchmarks" if s.get("quick") else ""), ""]
     datasets = list(dict.fromkeys(c["dataset"] for c in report["cells"].values()))
@@ -694,11 +764,13 @@ def protocol_markdown(report: dict) -> str:
                              + f" | {statistics.fmean(row):.2f} |")
             del names
         if report["tuning"]:
-            lines += ["", "Chosen on the tuning split (val top-1 %, **chosen**; the test split was not read):", ""]
+            lines += ["", "Chosen on the tuning split (val top-1 % of every grid point, **chosen**; the highest, ties to "
+                      "the smaller lr; the test split was not read):", ""]
             for key, entry in report["tuning"].items():
-                lines.append(f"- {key.replace('|', ', ')}: " + "; ".join(
+                lines.append(f"- {key.replace('|', ', ')} — grid: {entry.get('grid', 'lr factors')}: " + "; ".join(
                     (f"**{r['point']}: {r['val_top1']:.2f}**" if r["point"] == entry["chosen"] else
-                     f"{r['point']}: {r['val_top1']:.2f}") for r in entry["points"]))
+                     f"{r['point']}: " + ("diverged" if r["val_top1"] is None else f"{r['val_top1']:.2f}"))
+                    for r in entry["points"]))
     elif p == "coop-fewshot":
         shots = [str(k) for k in s["shots"]]
         lines += ["| method | K | " + " | ".join(datasets) + " | mean, CoOp's 11 | mean, LORE's 12 |",

@@ -22,7 +22,8 @@ def register(commands) -> None:
                                         "for the predicted and the true class); click a point on image A → its "
                                         "best match on image B, B-B beside the adapter.")
     p.add_argument("--adapter", required=True,
-                   help="a run's output directory, a hub-style folder (lorevit hub save), an adapter file or a Hub repo id")
+                   help="a run's output directory, a hub-style folder (lorevit hub save), an adapter file, a Hub repo "
+                        "id, or a merged export (lorevit export --merge --format timm: top-k and its own attention only)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")

@@ -26,6 +26,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import AroundFrozen, Method, MethodContext
+from lorevit.methods.tuning import TuningGrid, petlv_grid
 from lorevit.methods.vtab_recipes import PETL_VISION_GRID
 
 STYLES = {"houlsby": ("attn.proj", "mlp.fc2"), "pfeiffer": ("mlp.fc2",)}  # the Linear each adapter follows
@@ -74,6 +75,11 @@ class Adapter(Method):
     # The VTAB rows' recipe is not in the codebases read (§A3); PETL_Vision's A1 grid is used (AdamW,
     # lr 1e-3, wd 1e-4, 100 epochs, 10 warm-up, batch 64; PETLV:experiment/config/lr_wd_vtab_processed.yml).
     recipe: ClassVar[dict] = dict(PETL_VISION_GRID)
+
+    @classmethod
+    def tuning_grid(cls, cfg, protocol: str) -> TuningGrid:
+        """PETL_Vision's lr × wd grid (BASELINES_VISION §A1), 4 points: the recipe's own source (§A3 [U])."""
+        return petlv_grid(protocol)
 
     def __init__(self, backbone: PromptedViT, options: AdapterOptions | None = None,
                  context: MethodContext | None = None):

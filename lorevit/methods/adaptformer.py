@@ -25,6 +25,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import AroundFrozen, Method, MethodContext
+from lorevit.methods.tuning import ADAPTFORMER_KS, ADAPTFORMER_SCALES, TuningGrid, petlv_grid
 from lorevit.methods.vtab_recipes import PETL_VISION_GRID
 
 
@@ -81,6 +82,15 @@ class AdaptFormer(Method):
     # wd {1e-4, 1e-3}, 100 epochs, 10 warm-up, batch 64; PETLV:experiment/config/method/adaptformer.yml): its first
     # point is used, with k = 8 for the VTAB row (method_options: {bottleneck_dim: 8}).
     recipe: ClassVar[dict] = dict(PETL_VISION_GRID)
+
+    @classmethod
+    def tuning_grid(cls, cfg, protocol: str) -> TuningGrid:
+        """PETL_Vision's AdaptFormer search (BASELINES_VISION §A2, PETLV:experiment/config/method/adaptformer.yml):
+        k {4, 16, 32} × s {0.05, 0.1, 0.2} with the lr × wd grid, 36 points; ``--quick``: k 16, s 0.1."""
+        return petlv_grid(protocol, options={"bottleneck_dim": ADAPTFORMER_KS, "scale": ADAPTFORMER_SCALES},
+                          source=" × k {4, 16, 32} × s {0.05, 0.1, 0.2} "
+                                 "(PETLV:experiment/config/method/adaptformer.yml)",
+                          quick_options={"bottleneck_dim": 16, "scale": 0.1})
 
     def __init__(self, backbone: PromptedViT, options: AdaptFormerOptions | None = None,
                  context: MethodContext | None = None):

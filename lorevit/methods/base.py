@@ -31,6 +31,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.errors import UserError
+from lorevit.methods.tuning import DEFAULT_LR_FACTORS, TuningGrid, lr_factor_grid
 
 if TYPE_CHECKING:
     from lorevit.knowledge import TextTower
@@ -118,6 +119,17 @@ class Method(nn.Module):
         """The official recipe for this config (``cfg``: a :class:`lorevit.config.Config`); override it for values
         that depend on the config (CoOp's epochs by shot count, CLIP-LoRA's ``max_steps`` = 500·shots)."""
         return dict(cls.recipe)
+
+    @classmethod
+    def tuning_grid(cls, cfg: Any, protocol: str) -> TuningGrid:
+        """The grid ``bench suite --protocol vtab|fgvc`` searches for this method (``cfg``: the resolved tuning run's
+        config, recipe applied): its recipe's declared grid, with its source (:mod:`lorevit.methods.tuning`).
+        Without one: lr × 0.5, 1, 2 at the run's weight decay (lorevit's default, said so); nothing to search for a
+        method that does not train."""
+        if not cls.trains:
+            return TuningGrid(({},), "nothing trains: one point", (0,))
+        return lr_factor_grid(cfg, DEFAULT_LR_FACTORS, "no declared grid: lr × {0.5, 1, 2} of the method's own lr, "
+                                                       "at its weight decay (lorevit's default)")
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import Method, MethodContext, NoOptions
+from lorevit.methods.tuning import TuningGrid, petlv_grid
 from lorevit.methods.vtab_recipes import PETL_VISION_GRID
 
 
@@ -29,6 +30,12 @@ class BitFit(Method):
     # 10 warm-up, batch 64; PETLV:experiment/config/lr_wd_vtab_processed.yml); the origin of V-PETL's BitFit VTAB
     # row is not stated (§B1 [U]): the grid's first point is used.
     recipe: ClassVar[dict] = dict(PETL_VISION_GRID)
+
+    @classmethod
+    def tuning_grid(cls, cfg, protocol: str) -> TuningGrid:
+        """PETL_Vision's lr × wd grid (BASELINES_VISION §A1), 4 points: the recipe's own source (§A4; the VTAB row's
+        origin [U])."""
+        return petlv_grid(protocol)
 
     def __init__(self, backbone: PromptedViT, options: NoOptions | None = None,
                  context: MethodContext | None = None):

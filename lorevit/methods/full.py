@@ -13,6 +13,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import Method, MethodContext, NoOptions
+from lorevit.methods.tuning import VPT_FULL_LRS, TuningGrid, vpt_grid
 from lorevit.methods.vtab_recipes import VPT_FULL
 
 
@@ -23,6 +24,12 @@ class FullFineTuning(Method):
     # VPT:configs/base-finetune.yaml, tune_vtab.py: AdamW, batch 384, 100 epochs, warm-up 5, cosine; lr grid
     # {1e-3, 1e-4, 5e-4, 5e-3} × wd {0.01, 1e-3, 1e-4, 0}, lr scaled by batch/256: the grid point 1e-4, wd 1e-4 here.
     recipe: ClassVar[dict] = dict(VPT_FULL)
+
+    @classmethod
+    def tuning_grid(cls, cfg, protocol: str) -> TuningGrid:
+        """VPT:tune_vtab.py ``get_lrwd_range("finetune")`` (BASELINES_VISION §A4): lr {1e-3, 1e-4, 5e-4, 5e-3} ×
+        batch/256 × wd {0.01, 1e-3, 1e-4, 0}, 16 points."""
+        return vpt_grid(cfg, protocol, lrs=VPT_FULL_LRS, kind="finetune")
 
     def __init__(self, backbone: PromptedViT, options: NoOptions | None = None,
                  context: MethodContext | None = None):

@@ -27,6 +27,7 @@ from lorevit.backbone import PromptedViT
 from lorevit.errors import UserError
 from lorevit.methods.base import Method, MethodContext
 from lorevit.methods.lowrank import SlicedLowRankLinear, lora_scale, qkv_slices
+from lorevit.methods.tuning import TuningGrid, petlv_grid
 from lorevit.methods.vtab_recipes import NOAH_LORA
 
 TARGETS = ("qkv", "qv", "qkv+proj", "all-linear")
@@ -85,6 +86,12 @@ class Lora(Method):
     # direct bicubic resize to 224, ImageNet mean/std. NOAH warms up linearly from 1e-6 (timm), as here.
     # Drop-path 0.1 in NOAH is not applied: lorevit keeps the frozen ViT in eval mode (issue 19).
     recipe: ClassVar[dict] = dict(NOAH_LORA)
+
+    @classmethod
+    def tuning_grid(cls, cfg, protocol: str) -> TuningGrid:
+        """PETL_Vision's lr × wd grid (BASELINES_VISION §A1), 4 points. PETL_Vision also tunes r ∈ {1, 8, 16, 32}
+        (PETLV:experiment/config/method/lora.yml); not searched here: the row compared is NOAH's r = 8."""
+        return petlv_grid(protocol, source="; r kept at the run's (PETL_Vision also tunes r ∈ {1, 8, 16, 32})")
 
     def __init__(self, backbone: PromptedViT, options: LoraOptions | None = None,
                  context: MethodContext | None = None):

@@ -19,6 +19,13 @@ from lorevit.losses import kp_loss
 from lorevit.white_box import (KnowledgeLocalityAttention, LocalityInteraction, PromptGenerator,
                          PublicKnowledgeLocalityAttention, PublicLocalityInteraction, PublicPromptGenerator)
 from lorevit.methods.base import GlobalPrompts, Method, MethodContext, Prompting, patch_area
+from lorevit.methods.tuning import TuningGrid, index_of, product_points
+
+# bench suite vtab/fgvc grid — our choice: LORE_SPEC states no search. lr × these around the run's lr (the
+# spec's 0.003), × the weight decays of the public per-dataset configs (LORE_SPEC "Public per-dataset recipes":
+# 0.001 CIFAR, 0.1 ImageNet, 0.5 most, 1.0 Dogs/EuroSAT); --quick: lr × 1 and × 2 at wd 0.5 (the config default)
+LORE_LR_FACTORS = (0.5, 1.0, 2.0)
+LORE_WDS = (0.001, 0.1, 0.5, 1.0)
 
 # white_box → (LIN, PG, KLA, std of the global prompts' init (None: VPT's), block 0's prompts through norm_pre)
 WHITE_BOXES = {
@@ -59,6 +66,15 @@ class LoreNoKP(Method):
     """LIN + PG + global prompts + head, trained by the task loss alone (paper's "w/o L_kp")."""
 
     has_white_box = True
+
+    @classmethod
+    def tuning_grid(cls, cfg, protocol: str) -> TuningGrid:
+        """Our choice (LORE_SPEC declares no grid): lr × {0.5, 1, 2} of the run's lr × wd {0.001, 0.1, 0.5, 1.0},
+        12 points."""
+        points = product_points(LORE_LR_FACTORS, LORE_WDS, scale=cfg.lr)
+        return TuningGrid(tuple(points), f"our choice (LORE_SPEC declares no grid): lr × {{0.5, 1, 2}} of {cfg.lr:g} "
+                          "× wd {0.001, 0.1, 0.5, 1.0} (the public per-dataset configs' weight decays)",
+                          tuple(index_of(points, lr=f * cfg.lr, weight_decay=0.5) for f in (1.0, 2.0)))
 
     def __init__(self, backbone: PromptedViT, options: LoreNoKPOptions | None = None,
                  context: MethodContext | None = None):

@@ -18,6 +18,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import AroundFrozen, Method, MethodContext
+from lorevit.methods.tuning import TuningGrid, petlv_grid
 from lorevit.methods.vtab_recipes import SSF_VTAB
 
 BLOCK_SITES = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")  # §A3, in forward order
@@ -94,6 +95,12 @@ class SSF(Method):
     # 1e-3 … 5e-2), wd 5e-5, no augmentation, direct resize to 224, AugReg IN-21k weights with 0.5/0.5
     # normalisation (§0, [I]); drop-path 0–0.2 in SSF is not applied (the frozen ViT stays in eval mode).
     recipe: ClassVar[dict] = dict(SSF_VTAB)
+
+    @classmethod
+    def tuning_grid(cls, cfg, protocol: str) -> TuningGrid:
+        """PETL_Vision's lr × wd grid (BASELINES_VISION §A1), 4 points. SSF's own scripts set lr (1e-3 … 5e-2) and
+        wd (5e-5 or 5e-2) per task (§A3) and declare no grid; PETL_Vision searches SSF with this one."""
+        return petlv_grid(protocol, source="; SSF's own scripts set lr/wd per task, no grid (§A3)")
 
     def __init__(self, backbone: PromptedViT, options: SSFOptions | None = None,
                  context: MethodContext | None = None):

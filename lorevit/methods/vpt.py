@@ -14,6 +14,7 @@ from torch import nn
 
 from lorevit.backbone import PromptedViT
 from lorevit.methods.base import GlobalPrompts, Method, MethodContext, Prompting, patch_area
+from lorevit.methods.tuning import TuningGrid, vpt_grid
 
 
 @dataclass
@@ -31,6 +32,12 @@ class VPTOptions:
 
 class VPT(Method):
     deep = True
+
+    @classmethod
+    def tuning_grid(cls, cfg, protocol: str) -> TuningGrid:
+        """VPT:tune_vtab.py / tune_fgvc.py ``get_lrwd_range("prompt")`` (BASELINES_VISION §A5): 10 lrs × batch/256
+        × 4 wds, 40 points."""
+        return vpt_grid(cfg, protocol, kind="prompt")
 
     def __init__(self, backbone: PromptedViT, options: VPTOptions | None = None, context: MethodContext | None = None):
         super().__init__(backbone, options, context)

