@@ -158,6 +158,7 @@ def test_env_json_of_a_real_run(tiny_adapter):
     device = env["device"]
     assert (device["accelerator"], device["used"], device["precision"], device["world_size"]) == ("cpu", "cpu", "32-true", 1)
     assert device["gpu_count"] == len(device["gpus"]) and device["cpu_count"] >= 1
+    assert isinstance(device["malloc_tuned"], bool)  # True once the process ran the `lorevit` command
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=Path(__file__).parent).stdout.strip()
     if head:  # the tests run from a git checkout

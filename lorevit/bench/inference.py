@@ -37,6 +37,7 @@ from lorevit.config import OFFLINE_BACKBONE, OFFLINE_KNOWLEDGE, OFFLINE_WEIGHTS
 from lorevit.errors import ConfigError
 from lorevit.factory import create_model
 from lorevit.model import PromptedClassifier
+from lorevit.utils.allocator import is_tuned
 from lorevit.utils.device import resolve_device
 from lorevit.utils.io import write_json, write_text
 
@@ -285,7 +286,7 @@ def run_inference_bench(settings: InferenceSettings, out_dir: str | Path,
             "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
             else platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "warmup": settings.warmup, "repeats": settings.repeats,
-            "min_time_s": settings.min_time,
+            "min_time_s": settings.min_time, "malloc_tuned": is_tuned(),
             "load_average_before": load_before, "load_average_after": _load(),
             "timing": "model(images).logits under torch.inference_mode; median over repeats, rows interleaved per "
                       "repeat; vs_plain_vit: ratio of medians; vs_plain_vit_paired: median of same-repeat ratios",
@@ -321,7 +322,8 @@ def inference_markdown(report: dict) -> str:
              f"Backbone `{s['backbone']}` ({s['weights']}), {s['img_size']} px ({s['num_patches']} patches), device "
              f"{s['device']} ({s['device_name']}, {s['cpu_count']} CPUs), torch {s['torch']}; median of "
              f"{s['repeats']} interleaved repeats" + (f"; load average before/after: {load} / "
-                                                      f"{s.get('load_average_after')}" if load else "") + ".", "",
+                                                      f"{s.get('load_average_after')}" if load else "")
+             + ("; freed memory kept for reuse (`lorevit.utils.allocator`)" if s.get("malloc_tuned") else "") + ".", "",
              "Each cell: images/s (× the plain ViT's, ratio of medians; in brackets the median same-repeat ratio)."]
     groups: dict[tuple, list[dict]] = {}
     for entry in report["results"]:

@@ -2,7 +2,7 @@
 
     {"versions": {"lorevit", "python", "torch", "timm", "lightning", "open_clip", "numpy"},
      "device":   {"accelerator" (asked), "used", "gpus", "gpu_count", "cpu_count", "threads",
-                  "precision", "devices", "num_nodes", "world_size"},
+                  "precision", "devices", "num_nodes", "world_size", "malloc_tuned"},
      "platform": "...",
      "git":      {"commit", "dirty"} | null      (null unless lorevit runs from a git checkout)
      "data":     {"dataset", "num_classes", "classes_sha256",
@@ -82,6 +82,8 @@ def device_info(cfg, world_size: int | None = None) -> dict:
     """The accelerator asked for and the one used (Lightning's ``auto`` order: CUDA, then MPS, then CPU)."""
     import torch
 
+    from lorevit.utils.allocator import is_tuned
+
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     asked = cfg.accelerator
@@ -94,7 +96,8 @@ def device_info(cfg, world_size: int | None = None) -> dict:
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
     return {"accelerator": asked, "used": used, "gpus": gpus, "gpu_count": len(gpus), "cpu_count": os.cpu_count(),
             "threads": torch.get_num_threads(), "precision": cfg.precision, "devices": cfg.devices,
-            "num_nodes": cfg.num_nodes, "world_size": world_size}
+            "num_nodes": cfg.num_nodes, "world_size": world_size,
+            "malloc_tuned": is_tuned()}  # lorevit.utils.allocator: the CPU allocator keeps freed memory
 
 
 def data_info(cfg, classnames, train_indices, metrics: dict) -> dict:
