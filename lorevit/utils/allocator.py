@@ -24,7 +24,7 @@ import sys
 MMAP_THRESHOLD = 256 << 20  # requests below it come from the heap (glibc: 128 KB, rising with each free)
 TRIM_THRESHOLD = 1 << 30  # the heap is trimmed only when this much at its top is free (glibc: 2 × the above)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
-_state: dict[str, bool] = {}
+_tuned: bool | None = None  # None: not asked yet in this process
 
 
 def keep_freed_memory() -> bool:
@@ -35,15 +35,15 @@ def keep_freed_memory() -> bool:
     setting, ``LD_PRELOAD`` of another allocator). Called by the ``lorevit`` command; from Python, call it once
     at the start of an inference or training process.
     """
-    if "tuned" in _state:
-        return _state["tuned"]
-    _state["tuned"] = tuned = _tune()
-    return tuned
+    global _tuned
+    if _tuned is None:
+        _tuned = _tune()
+    return _tuned
 
 
 def is_tuned() -> bool:
     """Whether :func:`keep_freed_memory` is in effect in this process (recorded in env.json and benchmarks)."""
-    return _state.get("tuned", False)
+    return bool(_tuned)
 
 
 def _tune() -> bool:
