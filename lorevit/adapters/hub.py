@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin
 
 from lorevit.adapters.card import PAPER_URL, hub_config, model_card_text
-from lorevit.adapters.format import FILENAME, HUB_FILENAME, AdapterError, adapter_contents, adapter_file, \
-    portable_metadata, read_adapter
+from lorevit.adapters.format import adapter_contents, portable_metadata, read_adapter
+from lorevit.adapters.paths import FILENAME, HUB_FILENAME, AdapterError, adapter_file, looks_like_repo_id, \
+    missing_adapter
 from lorevit.errors import UserError
 from lorevit.utils.io import atomic_write, write_json, write_text
 
@@ -48,8 +48,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = HUB_FILENAME
 CARD_NAME = "README.md"
 TAGS = ["lorevit", "lore", "prompt-learning", "vision-transformer", "image-classification"]
-# A Hub repo id: "name" or "org/name" (letters, digits, -, _, .); never a path that exists here.
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class HubError(UserError, ValueError):
@@ -57,11 +55,6 @@ class HubError(UserError, ValueError):
 
 
 # ----------------------------------------------------------------------------- repo ids
-
-
-def looks_like_repo_id(text: str) -> bool:
-    """``org/name`` that is not a local path (``runs/x`` where ``runs/`` exists here is a local path)."""
-    return bool(_REPO_ID.match(text)) and not Path(text.split("/")[0]).exists()
 
 
 def locate_adapter(path: str | Path, **hub_kwargs) -> Path:
@@ -72,8 +65,7 @@ def locate_adapter(path: str | Path, **hub_kwargs) -> Path:
         return file
     if not Path(path).exists() and looks_like_repo_id(str(path)):
         return download(str(path), **hub_kwargs)
-    raise AdapterError(f"no adapter at {path}: pass a run's output directory (it holds {FILENAME}), a folder "
-                       f"written by `lorevit hub save` ({HUB_FILENAME}), or a Hugging Face Hub repo id org/name")
+    raise missing_adapter(path)
 
 
 def download(repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None,

@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from lorevit.adapters.paths import check_adapter_reference
 from lorevit.cli.options import add_adapter_options, add_config_options, config_from_args, config_overrides
 from lorevit.errors import ConfigError
 
@@ -74,6 +75,7 @@ def register(commands) -> None:
 
 
 def cmd_visualize(args) -> int:
+    check_adapter_reference(args.adapter)  # before the imports: a typo answers at once
     from lorevit.tools.visualize import visualize
 
     if args.tsne:
@@ -158,6 +160,7 @@ def eval_dir(adapter: str) -> Path:
 
 
 def cmd_eval(args) -> int:
+    check_adapter_reference(args.adapter)  # before the imports: a typo answers at once
     from lorevit.training.evaluation import evaluate_adapter
 
     if args.output and Path(args.output).is_file():
@@ -180,6 +183,7 @@ def cmd_predict(args) -> int:
     if args.output:
         output_format(args.output)  # a wrong suffix fails before the model is loaded
     paths = collect_images(args.images)
+    check_adapter_reference(args.adapter)
     from lorevit.factory import load_adapter
     from lorevit.utils.device import resolve_device
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+from lorevit.adapters.paths import check_adapter_reference
 from lorevit.tools.export import DEFAULT_OPSET, FORMATS, TOLERANCE, ExportError  # torch-free constants
 
 
 def cmd_export(args) -> int:
+    check_adapter_reference(args.adapter)
     if args.format not in FORMATS:
         raise ExportError(f"--format {args.format!r} is not supported; choose one of: {', '.join(FORMATS)}")
     if args.format == "timm":

@@ -20,10 +20,11 @@ def cmd_hub_save(args) -> int:
 
 
 def cmd_hub_push(args) -> int:
-    from lorevit.adapters.hub import _REPO_ID, HubError
+    from lorevit.adapters.hub import HubError
+    from lorevit.adapters.paths import REPO_ID
     from lorevit.factory import shareable_adapter
 
-    if not _REPO_ID.match(args.repo):
+    if not REPO_ID.match(args.repo):
         raise HubError(f"--repo {args.repo!r} is not a Hub repo id; write it as org/name")
     adapter = shareable_adapter(args.run, args.weights, args.strict)
     url = adapter.push_to_hub(args.repo, private=args.private or None, token=args.token, commit_message=args.message)

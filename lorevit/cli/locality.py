@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lorevit.adapters.paths import check_adapter_reference
+
 
 def cmd_locality(args) -> int:
-    from lorevit.bench.locality import LocalitySettings, run_locality
-
     from lorevit.errors import ConfigError
 
     if args.limit < 0:
         raise ConfigError("--limit must be a positive integer (0: every image)")
+    for adapter in args.adapter:
+        check_adapter_reference(adapter)
+    from lorevit.bench.locality import LocalitySettings, run_locality
+
     settings = LocalitySettings(adapters=list(args.adapter), dataset=args.dataset, data_root=args.data_root,
                                 split=args.split, limit=args.limit or None, seed=args.seed, batch_size=args.batch_size,
                                 resamples=args.resamples, device=args.device, standins_root=args.standins,

@@ -17,7 +17,7 @@ def cmd_bench_tasks(args) -> int:
     from lorevit.cli.options import output_folder
 
     output = output_folder(args.output, what="tasks.json, tasks.md and work/")
-    from lorevit.adapters.hub import looks_like_repo_id
+    from lorevit.adapters.paths import looks_like_repo_id
 
     adapter = Path(args.adapter)
     local = adapter.is_file() or any((adapter / name).is_file() for name in ("adapter.safetensors", "model.safetensors"))
