@@ -1,3 +1,4 @@
+"""``python -m lorevit``: the command line."""
 import sys
 
 from lorevit.cli import main

@@ -1,20 +1,26 @@
+"""The run's data as a LightningDataModule: the few-shot (or full) train split, the test split, their transforms
+and loaders."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import lightning as L
+from torch.utils.data import DataLoader
+
 from lorevit.config import Config
-from lorevit.data import build_dataset
-from lorevit.data import collate_skip_bad
-from lorevit.data import collate_train_batch
-from lorevit.data import few_shot_indices
-from lorevit.data import subset_indices
+from lorevit.data import build_dataset, collate_skip_bad, collate_train_batch, few_shot_indices, subset_indices
 from lorevit.data.sampling import validation_indices
 from lorevit.data.transforms import image_transforms
-from lorevit.training.loaders import EpochShuffle
-from lorevit.training.loaders import Indexed
-from lorevit.training.loaders import ResumableLoader
-from lorevit.training.loaders import ShardSampler
-from lorevit.training.loaders import eval_batch_size
-from lorevit.training.loaders import loader_workers
-from torch.utils.data import DataLoader
-from typing import Sequence
-import lightning as L
+from lorevit.training.loaders import (
+    EpochShuffle,
+    Indexed,
+    ResumableLoader,
+    ShardSampler,
+    eval_batch_size,
+    loader_workers,
+)
+
+
 class ClassificationData(L.LightningDataModule):
     """Train split (few-shot, full or a given index list) and test split (all or a seeded subset)."""
 

@@ -1,8 +1,13 @@
-from lorevit.utils.plotting import _pyplot
-from lorevit.utils.plotting import _save
+"""A run's figures: training curves (loss, accuracy per epoch) and the test confusion matrix."""
+from __future__ import annotations
+
 from pathlib import Path
 from typing import Sequence
+
 import numpy as np
+
+from lorevit.utils.plotting import _pyplot, _save
+
 CURVES_INCHES = (10.0, 3.6)
 
 

@@ -1,12 +1,18 @@
-from lorevit.config import Config
-from torch.utils.data import DataLoader
-from torch.utils.data import Dataset
-from torch.utils.data import DistributedSampler
-from typing import Sequence
-import numpy as np
+"""Loader parts: indexed datasets, the resumable seeded training order, DDP shards, worker counts and the eval
+batch per device."""
+from __future__ import annotations
+
 import os
 import random
+from typing import Sequence
+
+import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from lorevit.config import Config
+
+
 class Indexed(Dataset):
     """(image, label, index in the underlying dataset): lets a step look up per-image labels p."""
 

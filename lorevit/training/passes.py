@@ -1,10 +1,16 @@
+"""One-off passes over a loader outside Lightning's loop (predicted labels, features; sharded under DDP)."""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.utils.data import DataLoader
+
 from lorevit.config import Config
 from lorevit.model import PromptedClassifier
-from lorevit.training.loaders import ShardSampler
-from lorevit.training.loaders import uses_gpu
-from torch.utils.data import DataLoader
-import os
-import torch
+from lorevit.training.loaders import ShardSampler, uses_gpu
+
+
 @torch.no_grad()
 def predict_loader(model: PromptedClassifier, loader: DataLoader, features: bool = False):
     """Predicted labels (and pooled features) over a loader, in loader order, with their indices."""

@@ -1,29 +1,30 @@
+"""The training protocols around Lightning's fit/test: one fit and test, CLIP zero-shot negatives (cached), and
+easy-to-hard stages (resumable: ``stages.json``)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
 from lightning.pytorch.utilities import rank_zero_only
+
 from lorevit.config import Config
-from lorevit.data import easy_indices
-from lorevit.data import few_shot_indices
-from lorevit.data import hard_indices
+from lorevit.data import easy_indices, few_shot_indices, hard_indices
 from lorevit.errors import RunError
-from lorevit.knowledge import ZERO_SHOT_TEMPLATE
-from lorevit.knowledge import check_matching_towers
-from lorevit.knowledge import class_features
+from lorevit.knowledge import ZERO_SHOT_TEMPLATE, check_matching_towers, class_features
 from lorevit.methods import ZeroShotHead
 from lorevit.model import PromptedClassifier
 from lorevit.training.datamodule import ClassificationData
 from lorevit.training.loaders import test_timing
 from lorevit.training.module import LitClassifier
-from lorevit.training.passes import one_off_pass
-from lorevit.training.passes import pass_device
+from lorevit.training.passes import one_off_pass, pass_device
 from lorevit.training.trainer import make_trainer
-from lorevit.utils.io import atomic_write
-from lorevit.utils.io import write_json
+from lorevit.utils.io import atomic_write, write_json
 from lorevit.utils.paths import sub_dir
-from pathlib import Path
-import hashlib
-import json
-import time
-import torch
-import logging
+
 log = logging.getLogger(__name__)
 def fit_and_test(cfg, model, data, out, *, stage="", epochs=None, lr=None, negatives=None, ckpt_path=None, test=True):
     """Train (unless the method trains nothing), validate on the validation split (if any), then test (unless

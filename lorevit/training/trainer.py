@@ -1,16 +1,22 @@
+"""The Lightning Trainer of a run: progress bar, loggers, checkpoints written atomically, resume and preemption."""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from pathlib import Path
+
+import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lorevit.config import Config
-from lorevit.config import logger_names
+
+from lorevit.config import Config, logger_names
 from lorevit.errors import ConfigError
 from lorevit.utils.io import atomic_write
-from pathlib import Path
-import contextlib
-import importlib.util
-import lightning as L
-import os
+
+
 def progress_bar() -> L.Callback:
     """Lightning's bar (rich when installed) without the logger's version number: runs are named by directory."""
     from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar

@@ -1,5 +1,10 @@
-from lorevit.utils.io import atomic_write
+"""matplotlib without a display (Agg), and figures saved atomically."""
+from __future__ import annotations
+
 from pathlib import Path
+
+from lorevit.utils.io import atomic_write
+
 DPI = 100
 
 
