@@ -65,3 +65,17 @@ def test_gpu_table7_script_smoke_runs_on_cpu(tmp_path):
     report = json.loads((tmp_path / "gpu" / "inference.json").read_text())
     assert {e["dtype"] for e in report["results"]} == {"fp32", "bf16"}
     assert set(report["results"][0]["methods"]) == {"linear", "vpt-deep", "lore", "lore-unshared"}
+
+
+def test_rows_are_interleaved_with_the_order_rotated_each_repeat():
+    """No row always runs first (the first place was measured faster): each repeat starts one row later."""
+    import torch
+
+    from lorevit.bench.inference import time_rows
+
+    calls: list[str] = []
+    steps = {name: (lambda name=name: calls.append(name)) for name in "ABC"}
+    times, counts = time_rows(steps, repeats=4, warmup=1, min_time=0.0, device=torch.device("cpu"))
+    timed = calls[len(steps) + 1:]  # after the warm-up round and the one call that sizes a measurement
+    assert timed == list("ABC" "BCA" "CAB" "ABC")
+    assert {name: len(t) for name, t in times.items()} == {"A": 4, "B": 4, "C": 4} and set(counts.values()) == {1}
