@@ -4,8 +4,9 @@ The table a user reads to choose between LORE, VPT, merged LoRA and the plain mo
 setting (thread count × runtime × dtype × ``torch.compile``) and batch size, each row's inference forward
 (``model(images).logits`` under ``torch.inference_mode``, the same call the test phase makes) is timed with the
 rows interleaved, their order rotated each repeat (A B C D, B C D A, ...), so that a shared machine's drift hits
-them all alike and no row always runs first; reported as images/s and as ratios to the plain ViT (``linear``: the frozen ViT + a linear head) — the ratio of the medians
-and the median of the same-repeat ratios (the drift-robust view).
+them all alike and no row always runs first; reported as images/s and as ratios to the plain ViT (``linear``: the
+frozen ViT + a linear head) — the ratio of the medians and the median of the same-repeat ratios (the drift-robust
+view).
 
 Rows: any registered method that trains (its default options), ``NAME+merged`` for a mergeable one, the named
 variants of ``bench.defaults.COST_VARIANTS``, and ``lore-unshared``: LORE on the plain path, every image's copy
@@ -178,8 +179,9 @@ def onnx_step(session, images: torch.Tensor) -> Callable[[], None]:
 
 def time_rows(steps: dict[str, Callable[[], None]], repeats: int, warmup: int, min_time: float,
               device: torch.device) -> tuple[dict[str, list[float]], dict[str, int]]:
-    """Seconds per call of every step, interleaved (the order rotated each repeat), after warm-up; a call shorter than ``min_time`` is repeated
-    (the same count for every row: the plain ViT's) so that each measurement lasts about ``min_time``."""
+    """Seconds per call of every step, interleaved (the order rotated each repeat), after warm-up; a call shorter
+    than ``min_time`` is repeated (the same count for every row: the plain ViT's) so that each measurement lasts
+    about ``min_time``."""
     for _ in range(max(1, warmup)):
         for step in steps.values():
             step()

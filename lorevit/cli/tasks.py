@@ -17,10 +17,10 @@ def cmd_bench_tasks(args) -> int:
     from lorevit.cli.options import output_folder
 
     output = output_folder(args.output, what="tasks.json, tasks.md and work/")
-    from lorevit.adapters.paths import looks_like_repo_id
+    from lorevit.adapters.paths import adapter_file, looks_like_repo_id
 
     adapter = Path(args.adapter)
-    local = adapter.is_file() or any((adapter / name).is_file() for name in ("adapter.safetensors", "model.safetensors"))
+    local = adapter_file(adapter) is not None
     if not local and (adapter.exists() or not looks_like_repo_id(str(args.adapter))):  # a Hub id is tried later
         raise TaskError(f"no adapter at {adapter}: train one first (`make demo` writes runs/demo), pass --adapter DIR "
                         "(a run or a `lorevit hub save` folder) or a Hugging Face Hub repo id org/name")

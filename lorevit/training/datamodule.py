@@ -11,14 +11,8 @@ from lorevit.config import Config
 from lorevit.data import build_dataset, collate_skip_bad, collate_train_batch, few_shot_indices, subset_indices
 from lorevit.data.sampling import validation_indices
 from lorevit.data.transforms import image_transforms
-from lorevit.training.loaders import (
-    EpochShuffle,
-    Indexed,
-    ResumableLoader,
-    ShardSampler,
-    eval_batch_size,
-    loader_workers,
-)
+from lorevit.training.loaders import EpochShuffle, Indexed, ResumableLoader, ShardSampler, eval_batch_size, \
+    loader_workers
 
 
 class ClassificationData(L.LightningDataModule):
