@@ -79,3 +79,41 @@ def test_rows_are_interleaved_with_the_order_rotated_each_repeat():
     timed = calls[len(steps) + 1:]  # after the warm-up round and the one call that sizes a measurement
     assert timed == list("ABC" "BCA" "CAB" "ABC")
     assert {name: len(t) for name, t in times.items()} == {"A": 4, "B": 4, "C": 4} and set(counts.values()) == {1}
+
+
+def load_before_after():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_before_after",
+                                                  ROOT / "benchmarks" / "inference" / "demo_before_after.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_before_after_benchmark_gives_the_older_program_a_config_it_reads(tmp_path):
+    """benchmarks/inference/demo_before_after.py: the older program's copy of the adapter keeps only the config
+    keys it knows (a nested value goes with its key) and its own eval batch; the tensors are the same bytes."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    bench = load_before_after()
+    config = "method: lore\n# a comment\nmethod_options:\n  n_global: 8\neval_batch_size: auto\non_nonfinite: stop\n" \
+             "newer_nested:\n  a: 1\nlr: 0.003\n"
+    assert bench.older_config(config, {"method", "method_options", "eval_batch_size", "lr"}, 128) == \
+        "method: lore\n# a comment\nmethod_options:\n  n_global: 8\neval_batch_size: 128\nlr: 0.003\n"
+
+    run = tmp_path / "run"
+    run.mkdir()
+    tensors = {"w": torch.arange(6.0).reshape(2, 3)}
+    save_file(tensors, str(run / "adapter.safetensors"), metadata={"config": config, "method": "lore"})
+    (run / "config.yaml").write_text(config)
+    (run / "indices.json").write_text("{}")
+    copy = bench.adapter_for_before(run, tmp_path / "copy", {"method", "eval_batch_size"}, 64)
+    expected = "method: lore\n# a comment\neval_batch_size: 64\n"
+    assert (copy / "config.yaml").read_text() == expected and (copy / "indices.json").read_text() == "{}"
+    with safe_open(str(copy / "adapter.safetensors"), framework="pt") as f:
+        assert f.metadata() == {"config": expected, "method": "lore"}
+        assert torch.equal(f.get_tensor("w"), tensors["w"])
+    assert (run / "config.yaml").read_text() == config  # the run itself is untouched
