@@ -31,10 +31,11 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from lorevit.adapters.paths import FILENAME as ADAPTER_FILE
 from lorevit.utils.io import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[2]
-ADAPTER_FILES = ("adapter.safetensors", "config.yaml", "indices.json", "metrics.json", "env.json")
+RUN_FILES = ("config.yaml", "indices.json", "metrics.json", "env.json")  # what eval reads beside the adapter
 
 
 def unpack_source(rev: str, into: Path) -> Path:
@@ -74,16 +75,15 @@ def adapter_for_before(adapter: Path, into: Path, keys: set[str], eval_batch: in
     """A copy of the run folder ``adapter`` whose config (config.yaml and the adapter file's metadata) the
     ``before`` program reads; the tensors are copied unchanged."""
     into.mkdir(parents=True)
-    for name in ADAPTER_FILES[1:]:
+    for name in RUN_FILES:
         if (adapter / name).is_file():
-            (into / name).write_bytes((adapter / name).read_bytes())
-    if (into / "config.yaml").is_file():
-        (into / "config.yaml").write_text(older_config((into / "config.yaml").read_text(), keys, eval_batch))
-    with safe_open(str(adapter / ADAPTER_FILES[0]), framework="pt") as f:
+            text = (adapter / name).read_text()
+            (into / name).write_text(older_config(text, keys, eval_batch) if name == "config.yaml" else text)
+    with safe_open(str(adapter / ADAPTER_FILE), framework="pt") as f:
         metadata = dict(f.metadata() or {})
         tensors = {name: f.get_tensor(name) for name in f.keys()}
     metadata["config"] = older_config(metadata["config"], keys, eval_batch)
-    save_file(tensors, str(into / ADAPTER_FILES[0]), metadata=metadata)
+    save_file(tensors, str(into / ADAPTER_FILE), metadata=metadata)
     return into
 
 
@@ -130,18 +130,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "inference")
     args = parser.parse_args()
-    if not (args.adapter / ADAPTER_FILES[0]).is_file():
-        sys.exit(f"lorevit: error: {args.adapter} holds no {ADAPTER_FILES[0]}: run make demo first")
+    adapter = args.adapter.resolve()
+    if not (adapter / ADAPTER_FILE).is_file():
+        sys.exit(f"lorevit: error: {args.adapter} holds no {ADAPTER_FILE}: run make demo first")
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         source = unpack_source(args.before, tmp / "source")
         keys, eval_batch = config_keys_and_default_batch(source)
-        old_adapter = adapter_for_before(args.adapter.resolve(), tmp / "adapter", keys, eval_batch)
+        old_adapter = adapter_for_before(adapter, tmp / "adapter", keys, eval_batch)
         for repeat in range(args.repeats):
             order = ("before", "after") if repeat % 2 == 0 else ("after", "before")
             for variant in order:
-                result = evaluate(old_adapter if variant == "before" else args.adapter.resolve(),
+                result = evaluate(old_adapter if variant == "before" else adapter,
                                   tmp / f"eval-{variant}-{repeat}", source if variant == "before" else None)
                 runs[variant].append(result)
                 print(f"repeat {repeat + 1} {variant}: test {result['test_s']:.1f} s, top-1 {result['test_top1']:.2f}%",
@@ -152,7 +153,7 @@ def main() -> None:
     identical = all(r["per_class"] == first["per_class"] and r["test_top1"] == first["test_top1"]
                     and r["test_top5"] == first["test_top5"] for rs in runs.values() for r in rs)
     report = {
-        "adapter": shown_path(args.adapter), "before": args.before, "before_eval_batch": eval_batch,
+        "adapter": shown_path(adapter), "before": args.before, "before_eval_batch": eval_batch,
         "after_eval_batch": runs["after"][0].get("eval_batch_size_used"), "images": first["num_test"],
         "repeats": args.repeats, "test_s": seconds, "median_test_s": medians,
         "speedup": medians["before"] / medians["after"],
