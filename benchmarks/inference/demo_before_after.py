@@ -132,7 +132,8 @@ def main() -> None:
     args = parser.parse_args()
     adapter = args.adapter.resolve()
     if not (adapter / ADAPTER_FILE).is_file():
-        sys.exit(f"lorevit: error: {args.adapter} holds no {ADAPTER_FILE}: run make demo first")
+        print(f"lorevit: error: {args.adapter} holds no {ADAPTER_FILE}: run make demo first", file=sys.stderr)
+        sys.exit(2)
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
